@@ -1,0 +1,283 @@
+"""`rustseg export`: one TFLite file that returns the corrosion score AND its Grad-CAM++ map.
+
+Recipe (each step avoids one pitfall listed in DESIGN.md):
+1. clone the Keras model with builtin-op gradients (no Relu6Grad / depthwise backprop Flex ops);
+2. trace uint8 image -> (score, cam) with a GradientTape inside the tf.function;
+3. freeze variables into constants (live variables leave READ_VARIABLE ops that return garbage);
+4. save the frozen function as a SavedModel signature so the outputs keep the names `score` and
+   `cam` (freezing alone drops them), then convert that SavedModel;
+5. verify: load the file with the edge runtime and compare with the reference Grad-CAM++.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from converter.builtin_grad import with_builtin_gradients
+from converter.gradcam import cam_from_gradients, cam_model, reference_gradcam_pp
+from converter.model import at_input_size
+from edge.errors import ConfigError, DataError, ModelError
+from edge.modelcard import ModelCard, sha256_hex
+
+QUANT_MODES = ("float32", "float16", "dynamic", "int8")
+_FORBIDDEN_OPS = ("FLEX", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CUSTOM")
+_INPUT_MULTIPLE_PX = 32  # MobileNetV2 halves the resolution five times
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: str
+    out: str
+    quant: str
+    cam_layer: str
+    input_size: int = 0            # 0: the Keras model's own input size
+    rep_data: str | None = None    # folder of images for int8 calibration and verification
+    rep_images: int = 200
+    verify_images: int = 16
+    threshold: float = 0.5
+
+
+def load_keras_model(path: str | Path) -> keras.Model:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Keras model {path} does not exist")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; report it as one line
+        raise ModelError(f"Keras model {path} could not be loaded: {str(exc).splitlines()[0]}") \
+            from None
+
+
+@dataclass(frozen=True)
+class FrozenCam:
+    """A frozen concrete function and the names of its (flat, positional) outputs."""
+
+    function: object
+    output_names: tuple[str, ...]
+
+    def named_outputs(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return dict(zip(self.output_names, self.function(image)))
+
+    def output_shape(self, name: str) -> list[int]:
+        return self.function.outputs[self.output_names.index(name)].shape.as_list()
+
+
+def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> FrozenCam:
+    """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]}."""
+    graph_model = with_builtin_gradients(model, input_size)
+    features = cam_model(graph_model, cam_layer)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
+                                                name="image")])
+    def score_and_cam(image):
+        with tf.GradientTape() as tape:
+            activations, logit = features(tf.cast(image, tf.float32), training=False)
+        gradients = tape.gradient(logit, activations)
+        return {"score": tf.sigmoid(logit), "cam": cam_from_gradients(activations, gradients)}
+
+    concrete = score_and_cam.get_concrete_function()
+    # Freezing flattens the dict in tf.nest order (sorted keys); keep that order to undo it.
+    names = tuple(sorted(concrete.structured_outputs))
+    return FrozenCam(convert_variables_to_constants_v2(concrete), names)
+
+
+def convert(frozen: FrozenCam, quant: str, representative: np.ndarray | None) -> bytes:
+    """SavedModel round trip (keeps the signature names), then TFLite conversion."""
+    input_size = frozen.function.inputs[0].shape[1]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
+                                                name="image")])
+    def serving(image):
+        return frozen.named_outputs(image)
+
+    with tempfile.TemporaryDirectory() as saved:
+        module = tf.Module()
+        module.serving = serving
+        # Custom gradients were already applied while tracing; saving them again fails on the
+        # frozen graph's captures, so they are left out.
+        tf.saved_model.save(module, saved, signatures={"serving_default": serving},
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+
+        def converter():
+            c = tf.lite.TFLiteConverter.from_saved_model(saved)
+            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return c
+
+        if quant == "float32":
+            return converter().convert()
+        if quant in ("float16", "dynamic"):
+            c = converter()
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quant == "float16":
+                c.target_spec.supported_types = [tf.float16]
+            return c.convert()
+        return _int8_forward_float_gradient(converter, representative)
+
+
+def _int8_forward_float_gradient(converter, representative: np.ndarray | None) -> bytes:
+    """int8 for the classifier's forward pass; the gradient and Grad-CAM++ tail stay float.
+
+    Fully int8, the gradients (1e-3..1e-9) quantise to zero and the CAM vanishes; the
+    calibrator also quantises the final division and then fails on a zero divisor. So every
+    tensor that is not a forward activation of the Keras model is kept out of quantisation.
+    Input (uint8) and outputs (float32) keep the contract's types.
+    """
+    if representative is None or not len(representative):
+        raise ConfigError("--quant int8 needs --rep-data DIR with images to calibrate on")
+    from edge.runtime import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class("auto")
+    names = [d["name"] for d in
+             interpreter_class(model_content=converter().convert()).get_tensor_details()]
+    # Forward activations live under the Keras model's scope ("functional..."); gradients are
+    # under gradient_tape/ or in the custom-gradient functions (no model scope).
+    not_forward = [n for n in names if not n.startswith("functional") or "gradient_tape" in n]
+    c = converter()
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([image[None]] for image in representative)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=c, debug_dataset=lambda: ([image[None]] for image in representative[:4]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=not_forward))
+    return debugger.get_nondebug_quantized_model()
+
+
+def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> np.ndarray:
+    """uint8 RGB [N, S, S, 3] squashed like the runtime does: from a folder tree, else synthetic."""
+    import cv2
+
+    from edge.imageio import IMAGE_SUFFIXES, read_image_bgr
+    from edge.synthetic import SceneOptions, make_scene
+
+    images = []
+    if folder:
+        root = Path(folder)
+        if not root.is_dir():
+            raise DataError(f"--rep-data {root} is not a folder")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                       and "masks" not in p.parts)
+        rng = np.random.default_rng(seed)
+        for path in rng.permutation(np.array(files, dtype=object))[:count]:
+            frame = read_image_bgr(path)
+            images.append(cv2.cvtColor(cv2.resize(frame, (size, size),
+                                                  interpolation=cv2.INTER_AREA),
+                                       cv2.COLOR_BGR2RGB))
+        if not images:
+            raise DataError(f"--rep-data {root} holds no images")
+    else:
+        for i in range(count):
+            frame, _ = make_scene(size, size, seed=seed + i, options=SceneOptions(rust=i % 3 != 0))
+            images.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return np.stack(images)
+
+
+def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.ndarray) -> dict:
+    """Exported file vs the reference on the same uint8 images: score and CAM agreement."""
+    from edge.runtime import CorrosionModel
+
+    ref_scores, ref_cams = reference_gradcam_pp(at_input_size(model, images.shape[1]), cam_layer,
+                                                images)
+    runner = CorrosionModel(model_path, threads=1, require_card=False)
+    score_diff, cam_max_diff, correlations, ious = [], [], [], []
+    for image, ref_score, ref_cam in zip(images, ref_scores, ref_cams):
+        score, cam = runner.invoke_rgb(image)
+        score_diff.append(abs(score - ref_score))
+        cam_max_diff.append(float(np.abs(cam - ref_cam).max()))
+        correlations.append(_correlation(cam, ref_cam))
+        ours, theirs = cam >= 0.5, ref_cam >= 0.5
+        union = np.count_nonzero(ours | theirs)
+        ious.append(np.count_nonzero(ours & theirs) / union if union else 1.0)
+    return {"n_images": len(images),
+            "score_max_abs_diff": float(np.max(score_diff)),
+            "cam_max_abs_diff": float(np.max(cam_max_diff)),
+            "cam_correlation_min": float(np.min(correlations)),
+            "cam_correlation_mean": float(np.mean(correlations)),
+            "cam_mask_iou_at_0.5_min": float(np.min(ious)),
+            "cam_mask_iou_at_0.5_mean": float(np.mean(ious))}
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if a.std() == 0 or b.std() == 0:  # flat maps: equal means perfect agreement
+        return 1.0 if np.allclose(a, b, atol=1e-6) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def op_names(model_bytes: bytes) -> set[str]:
+    """Builtin op names in a TFLite flatbuffer (custom/Flex ops show as CUSTOM or FLEX_...)."""
+    from edge.runtime import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class("auto")
+    interpreter = interpreter_class(model_content=model_bytes)
+    return {detail["op_name"] for detail in interpreter._get_ops_details()}
+
+
+def export(request: ExportRequest) -> dict:
+    """Write NAME.tflite and NAME.json; returns the fidelity report."""
+    if request.quant not in QUANT_MODES:
+        raise ConfigError(f"--quant {request.quant!r}: expected one of {', '.join(QUANT_MODES)}")
+    model = load_keras_model(request.model)
+    input_size = request.input_size or int(model.input.shape[1])
+    if input_size % _INPUT_MULTIPLE_PX:
+        raise ConfigError(f"--input-size {input_size}: expected a multiple of "
+                          f"{_INPUT_MULTIPLE_PX} px")
+    out = Path(request.out)
+    if out.suffix != ".tflite":
+        raise ConfigError(f"--out {out}: expected a path ending in .tflite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    frozen = build_cam_function(model, request.cam_layer, input_size)
+    representative = (sample_images(request.rep_data, input_size, request.rep_images)
+                      if request.quant == "int8" else None)
+    model_bytes = convert(frozen, request.quant, representative)
+    forbidden = sorted(op for op in op_names(model_bytes) if op.startswith(_FORBIDDEN_OPS))
+    if forbidden:
+        raise ModelError(f"export produced non-builtin ops {', '.join(forbidden)}; the model "
+                         "would not load on a device without Flex")
+    out.write_bytes(model_bytes)
+
+    verify = sample_images(request.rep_data, input_size, request.verify_images, seed=1)
+    report = fidelity(model, request.cam_layer, out, verify) if len(verify) else {}
+    cam_shape = frozen.output_shape("cam")
+    card = ModelCard(
+        labels=["no_corrosion", "corrosion"], threshold=request.threshold,
+        input_size=[input_size, input_size], cam_layer=request.cam_layer,
+        cam_size=[int(cam_shape[1]), int(cam_shape[2])], quantization=request.quant,
+        backbone=_backbone_description(model), outputs={"score": "score", "cam": "cam"},
+        training=_training_record(request.model), validation_metrics=_metrics_record(request.model),
+        model_sha256=sha256_hex(model_bytes), fidelity=report,
+        notes=f"exported {datetime.date.today().isoformat()} from {Path(request.model).name}")
+    card.write(out)
+    return report
+
+
+def _sidecar(model_path: str, suffix: str) -> dict:
+    path = Path(model_path).with_suffix(suffix)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _metrics_record(model_path: str) -> dict:
+    metrics = _sidecar(model_path, ".metrics.json")
+    keys = ("accuracy", "precision", "recall", "f1", "auc", "confusion", "threshold", "n_images",
+            "validation")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _training_record(model_path: str) -> dict:
+    metrics = _sidecar(model_path, ".metrics.json")
+    return {"data": metrics.get("training_data", "unknown"),
+            "labels": metrics.get("labels", "image-level"),
+            "n_train": metrics.get("n_train"),
+            "best_epoch": f"{metrics.get('best_stage')} {metrics.get('best_epoch')}"}
+
+
+def _backbone_description(model: keras.Model) -> str:
+    return f"MobileNetV2 ({model.name}), GAP -> Dense(1) logit -> sigmoid"

@@ -1,0 +1,248 @@
+"""`rustseg`: the one command-line entry point.
+
+This module only parses arguments, builds the effective config and calls the library; it is
+also the only place that turns exceptions into one-line messages and exit codes. Flags that
+mirror a config key carry that key as their `dest` (`refine.mode`) and default to None, so
+"not given" means "use config.yaml".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edge.config import Config, describe_key, load_config, resolve_resource
+from edge.errors import MissingDependencyError, RustsegError
+
+_EXIT_INTERRUPTED = 130
+_EXIT_INTERNAL = 70
+
+
+def _key_option(parser: argparse.ArgumentParser, flag: str, key: str, defaults: Config | None,
+                **kwargs) -> None:
+    """A flag that overrides config key `key`; its help shows the key and current default."""
+    section, _, name = key.partition(".")
+    default = getattr(getattr(defaults, section), name) if defaults else "?"
+    parser.add_argument(flag, dest=key, default=None,
+                        help=f"{describe_key(key)} [{key}, default: {default}]", **kwargs)
+
+
+def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
+    from edge.refine import REFINE_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="rustseg", description="Corrosion segmentation on live video from image-level "
+        "labels: classify, Grad-CAM++ in TFLite, refine with a dense CRF.")
+    parser.add_argument("--config", help="config file (default: the project's config.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def option(p, flag, key, **kw):
+        _key_option(p, flag, key, defaults, **kw)
+
+    def model_options(p):
+        option(p, "--model", "model.path", metavar="M.tflite")
+        option(p, "--threads", "model.threads", metavar="N")
+        option(p, "--runtime", "model.runtime", choices=("auto", "ai_edge_litert",
+                                                         "tflite_runtime", "tensorflow"))
+
+    def refine_option(p):
+        option(p, "--refine", "refine.mode", choices=REFINE_MODES)
+
+    p = command("train", "train the classifier on image-level labels (needs the train extra)")
+    p.add_argument("--data", required=True, help="class folders corrosion/ and no_corrosion/")
+    p.add_argument("--val", help="validation class folders (default: split off --data)")
+    p.add_argument("--tiles-from", help="images+masks folder cut into tiles labelled by "
+                   "mask coverage (its holdout part is never used)")
+    p.add_argument("--out", required=True, help="output stem, e.g. models/NAME")
+    option(p, "--weights", "train.weights", metavar="imagenet|none|PATH.h5")
+    option(p, "--alpha", "train.alpha", choices=("0.35", "0.5"))
+    option(p, "--input-size", "train.input_size", metavar="N")
+    option(p, "--epochs-head", "train.head_epochs", metavar="N")
+    option(p, "--epochs-finetune", "train.finetune_epochs", metavar="N")
+    option(p, "--seed", "train.seed", metavar="N")
+
+    p = command("export", "export TFLite with Grad-CAM++ inside the graph (needs the train extra)")
+    p.add_argument("--model", required=True, help="trained NAME.keras")
+    p.add_argument("--out", required=True, help="output NAME.tflite (card: NAME.json)")
+    option(p, "--quant", "export.quant", choices=("float32", "float16", "dynamic", "int8"))
+    p.add_argument("--rep-data", help="images for int8 calibration and the fidelity check "
+                   "(default: synthetic scenes)")
+    option(p, "--cam-layer", "export.cam_layer", metavar="LAYER")
+    option(p, "--input-size", "export.input_size", metavar="N")
+
+    p = command("eval", "measure a model and refine path on class folders or images+masks")
+    model_options(p)
+    p.add_argument("--data", required=True, help="class folders or an images+masks folder")
+    p.add_argument("--json", dest="json_out", help="write the metrics to this JSON file")
+    refine_option(p)
+    p.add_argument("--split", default="all", choices=("all", "tune", "holdout"),
+                   help="images+masks: which part of the folder (data.holdout_fraction)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most N images (0: all)")
+
+    for name, help in (("run", "run the live loop: source -> model -> refine -> outputs"),
+                       ("demo", "the shipped model on a synthetic moving-camera clip")):
+        p = command(name, help)
+        model_options(p)
+        refine_option(p)
+        option(p, "--target-fps", "loop.target_fps", metavar="FPS")
+        option(p, "--frames", "loop.frames", metavar="N")
+        p.add_argument("--log", help="write one JSON line per frame to this file")
+        p.add_argument("--save-masks", metavar="DIR", help="write one binary PNG mask per frame")
+        p.add_argument("--headless", action="store_true", help="never open a window")
+        p.add_argument("--quiet", action="store_true", help="no per-frame line on stdout")
+        if name == "run":
+            p.add_argument("--source", required=True, metavar="URI",
+                           help="0, /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., a video "
+                           "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
+            p.add_argument("--output", action="append", default=[], metavar="URI",
+                           help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+            option(p, "--loop", "loop.loop_video", metavar="true|false")
+        else:
+            option(p, "--source", "demo.source", metavar="URI")
+            option(p, "--out-dir", "demo.out_dir", metavar="DIR")
+
+    p = command("bench", "measure the pipeline's latency stage by stage on this device")
+    model_options(p)
+    refine_option(p)
+    p.add_argument("--source", metavar="URI", help="frame source (default: synthetic 640x480)")
+    p.add_argument("--data", help="images folder (or images+masks) instead of --source")
+    p.add_argument("--frames", type=int, default=300, help="frames measured after warm-up")
+    p.add_argument("--warmup", type=int, default=10, help="frames run before timing starts")
+    p.add_argument("--json", dest="json_out", help="write the full report as JSON")
+    p.add_argument("--csv", dest="csv_out", help="write per-stage summaries as CSV")
+    option(p, "--target-fps", "loop.target_fps", metavar="FPS")
+
+    p = command("config", "print the effective configuration")
+    p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if "." in k and v is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        try:
+            defaults = load_config(_config_flag(argv))
+        except RustsegError:
+            defaults = None  # reported properly below, after --help has had its chance
+        args = build_parser(defaults).parse_args(argv)
+        config = load_config(args.config, _overrides(args))
+        return _dispatch(args, config)
+    except RustsegError as exc:
+        print(f"rustseg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rustseg: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    except OSError as exc:  # disk full, permission denied, ... outside any handled spot
+        print(f"rustseg: error: {exc.strerror or exc} ({exc.filename or 'no file'})",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line unless RUSTSEG_DEBUG asks for the traceback
+        if os.environ.get("RUSTSEG_DEBUG"):
+            raise
+        print(f"rustseg: internal error: {type(exc).__name__}: {exc} "
+              "(set RUSTSEG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return _EXIT_INTERNAL
+
+
+def _config_flag(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    handler = {"train": _train, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
+               "bench": _bench, "config": _show_config}[args.command]
+    return handler(args, config)
+
+
+def _require_tensorflow(command: str) -> None:
+    try:
+        import tensorflow  # noqa: F401  (only to give a clear message when missing)
+    except ImportError:
+        raise MissingDependencyError(
+            f"rustseg {command} needs TensorFlow: pip install 'rustseg-edge[train]' "
+            "(from a checkout: pip install -e '.[train]')") from None
+
+
+def _show_config(args, config: Config) -> int:
+    print(config.to_yaml(), end="")
+    return 0
+
+
+def _train(args, config: Config) -> int:
+    _require_tensorflow("train")
+    from converter.train import TrainRequest, train
+
+    metrics = train(TrainRequest(args.data, args.out, args.val, args.tiles_from), config)
+    print(f"validation: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  "
+          f"auc {metrics['auc']:.4f}  (n={metrics['n_images']}); wrote {args.out}.keras")
+    return 0
+
+
+def _export(args, config: Config) -> int:
+    _require_tensorflow("export")
+    from converter.export import ExportRequest, export
+
+    e = config.export
+    report = export(ExportRequest(args.model, args.out, e.quant, e.cam_layer, e.input_size,
+                                  args.rep_data, e.rep_images, e.verify_images))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    if report:
+        print(f"fidelity vs reference Grad-CAM++ on {report['n_images']} images: score max diff "
+              f"{report['score_max_abs_diff']:.2e}, CAM max diff {report['cam_max_abs_diff']:.2e}, "
+              f"CAM correlation min {report['cam_correlation_min']:.4f}, CAM-mask IoU@0.5 mean "
+              f"{report['cam_mask_iou_at_0.5_mean']:.3f}")
+    return 0
+
+
+def _segmenter(config: Config):
+    from edge.refine import make_refiner
+    from edge.runtime import CorrosionModel
+    from edge.segment import Segmenter
+
+    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
+                           config.model.runtime)
+    refiner = make_refiner(config.refine.mode, config.refine, config.loop.target_fps)
+    return Segmenter(model, refiner)
+
+
+def _eval(args, config: Config) -> int:
+    from edge.evaluate import EvalRequest, evaluate, format_report
+
+    segmenter = _segmenter(config)
+    print(f"model {segmenter.model.path} on {segmenter.model.runtime}", file=sys.stderr)
+    report = evaluate(segmenter, EvalRequest(args.data, args.json_out, args.split,
+                                             config.data.holdout_fraction, args.limit))
+    print(format_report(report))
+    return 0
+
+
+def _run(args, config: Config) -> int:
+    raise RustsegError("rustseg run is not built yet (issue: the on-device loop)")
+
+
+def _demo(args, config: Config) -> int:
+    raise RustsegError("rustseg demo is not built yet (issue: the on-device loop)")
+
+
+def _bench(args, config: Config) -> int:
+    raise RustsegError("rustseg bench is not built yet (issue: offline benchmarks)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""The effective configuration: `config.yaml` parsed once into frozen dataclasses and validated.
+
+Every default value lives in `config.yaml` (the project root's, or the copy installed with the
+package); the dataclasses below only say what each key is and what it may hold. Command-line
+flags override keys by their dotted name (`refine.mode`), and everything is validated after the
+overrides, so a bad flag gets the same one-line error as a bad file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from edge.errors import ConfigError
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_INSTALLED_SHARE = Path(sys.prefix) / "share" / "rustseg"
+
+
+def spec(help: str, *, range: tuple[float, float] | None = None,
+         choices: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> Any:
+    """A dataclass field with no default (defaults live in config.yaml) and validation metadata.
+
+    `range` is inclusive; `choices` may be a callable so a registry can supply it lazily.
+    """
+    return field(metadata={"help": help, "range": range, "choices": choices})
+
+
+def _refine_modes() -> tuple[str, ...]:
+    from edge.refine import REFINE_MODES  # late import: the registry imports this module
+    return REFINE_MODES
+
+
+_QUANT_MODES = ("float32", "float16", "dynamic", "int8")
+_RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = spec("default .tflite model; its model card NAME.json sits next to it")
+    threads: int = spec("TFLite interpreter threads", range=(1, 64))
+    runtime: str = spec("which TFLite runtime to load; auto tries them in order", choices=_RUNTIMES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    alpha: float = spec("MobileNetV2 width multiplier", choices=(0.35, 0.5))
+    input_size: int = spec("square input side in pixels", range=(32, 640))
+    weights: str = spec("backbone weights: imagenet, none or a path to a Keras .h5 file")
+    weights_dir: str = spec("folder holding the Keras MobileNetV2 no-top .h5 files")
+    batch_size: int = spec("images per training step", range=(1, 512))
+    head_epochs: int = spec("epochs with the backbone frozen", range=(0, 1000))
+    finetune_epochs: int = spec("epochs with the top of the backbone unfrozen", range=(0, 1000))
+    head_lr: float = spec("Adam learning rate for the head stage", range=(1e-7, 1.0))
+    finetune_lr: float = spec("Adam learning rate for the fine-tune stage", range=(1e-8, 1.0))
+    finetune_from: str = spec("first backbone layer (name prefix) unfrozen for fine-tuning")
+    patience: int = spec("early stopping: epochs without validation AUC gain", range=(1, 1000))
+    dropout: float = spec("dropout before the logit", range=(0.0, 0.9))
+    label_smoothing: float = spec("binary label smoothing", range=(0.0, 0.4))
+    val_fraction: float = spec("share held out for validation when --val is not given",
+                               range=(0.05, 0.5))
+    seed: int = spec("seed for splits, shuffling, augmentation and weights", range=(0, 2**31 - 1))
+    max_hue_shift: float = spec("largest hue shift of augmentation, as a fraction of the hue "
+                                "circle; rust colour is the signal, keep it small", range=(0.0, 0.1))
+    tile_size: int = spec("--tiles-from: tile side in pixels", range=(32, 2048))
+    tile_stride: int = spec("--tiles-from: step between tiles in pixels", range=(16, 2048))
+    tile_positive_min: float = spec("--tiles-from: mask coverage at or above which a tile is "
+                                    "labelled corrosion", range=(0.0, 1.0))
+    tile_negative_max: float = spec("--tiles-from: mask coverage at or below which a tile is "
+                                    "labelled no_corrosion; tiles between are left out",
+                                    range=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    quant: str = spec("weight/activation precision of the exported model", choices=_QUANT_MODES)
+    cam_layer: str = spec("Keras layer whose activations the Grad-CAM++ map is taken at")
+    input_size: int = spec("square input side of the exported model (0: the training size)",
+                           range=(0, 1024))
+    rep_images: int = spec("int8: representative images drawn from --rep-data", range=(1, 5000))
+    verify_images: int = spec("images compared with the reference after export", range=(0, 500))
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    mode: str = spec("how the heatmap becomes a mask", choices=_refine_modes)
+    cam_threshold: float = spec("none: CAM level (0..1) above which a pixel is corrosion",
+                                range=(0.0, 1.0))
+    fg_floor: float = spec("lowest foreground probability the CAM can give a pixel",
+                           range=(0.0, 0.5))
+    fg_ceiling: float = spec("highest foreground probability the CAM can give a pixel",
+                             range=(0.5, 1.0))
+    cam_gamma: float = spec("CAM -> probability exponent; >1 sharpens the blob", range=(0.1, 5.0))
+    crf_scale_px: int = spec("full: longest side the dense CRF works at", range=(32, 4096))
+    crf_iterations: int = spec("full: mean-field iterations", range=(1, 50))
+    crf_gauss_sxy: float = spec("Gaussian (smoothness) kernel width in CRF pixels", range=(0.1, 100))
+    crf_gauss_compat: float = spec("Gaussian kernel weight", range=(0.0, 100))
+    crf_bilateral_sxy: float = spec("bilateral kernel spatial width in CRF pixels",
+                                    range=(0.1, 500))
+    crf_bilateral_srgb: float = spec("bilateral kernel colour width (0..255 units)",
+                                     range=(0.1, 255))
+    crf_bilateral_compat: float = spec("bilateral kernel weight", range=(0.0, 100))
+    light_scale_px: int = spec("light: longest side k-means and the short CRF work at",
+                               range=(16, 2048))
+    light_clusters: int = spec("light: k-means colour clusters", range=(2, 32))
+    light_colour_space: str = spec("light: colour features for k-means",
+                                   choices=("lab", "hsv", "bgr"))
+    light_sure_fg: float = spec("light: cluster mean CAM at or above which it is sure rust",
+                                range=(0.0, 1.0))
+    light_sure_bg: float = spec("light: cluster mean CAM at or below which it is sure background",
+                                range=(0.0, 1.0))
+    light_crf_iterations: int = spec("light: mean-field iterations of the short CRF",
+                                     range=(0, 20))
+    auto_hysteresis: float = spec("auto: fraction of the frame budget kept spare before "
+                                  "switching back up to full", range=(0.0, 0.9))
+    auto_hold_frames: int = spec("auto: frames a choice is held before it may change",
+                                 range=(1, 1000))
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    target_fps: float = spec("frame budget of the live loop and of --refine auto",
+                             range=(0.1, 240))
+    frames: int = spec("stop after this many frames (0: until the source ends)",
+                       range=(0, 10**9))
+    loop_video: bool = spec("restart video files when they end")
+    queue_depth: int = spec("frames buffered between pipeline stages", range=(1, 64))
+    reconnect_timeout_s: float = spec("give up on a lost camera or stream after this long",
+                                      range=(0.0, 3600))
+    reconnect_backoff_s: float = spec("first wait before reconnecting; doubles each try",
+                                      range=(0.01, 60))
+    sink_error_policy: str = spec("when an output fails mid-run: drop it and go on, or stop "
+                                  "cleanly", choices=("drop", "stop"))
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    colour_bgr: tuple[int, int, int] = spec("mask fill and outline colour, B,G,R 0..255",
+                                            range=(0, 255))
+    alpha: float = spec("opacity of the mask fill", range=(0.0, 1.0))
+    outline_px: int = spec("outline thickness at 640 px wide; scales with frame width",
+                           range=(0, 20))
+    heatmap: bool = spec("blend the Grad-CAM++ heatmap under the mask")
+    hud: bool = spec("draw the FPS / stage timing / score panel")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = spec("address the live page binds; 127.0.0.1 keeps it on this machine")
+    port: int = spec("default port when an http:// output names none", range=(1, 65535))
+    token: str = spec("access token required on every route ('' = none; env RUSTSEG_TOKEN "
+                      "overrides)")
+    jpeg_quality: int = spec("JPEG quality of the MJPEG stream", range=(10, 100))
+    max_clients: int = spec("concurrent viewers served; more are refused with 503",
+                            range=(1, 1000))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    holdout_fraction: float = spec("share of every mask folder kept as 'holdout': never trained "
+                                   "or tuned on, only reported", range=(0.0, 0.9))
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    source: str = spec("source URI of `rustseg demo`")
+    out_dir: str = spec("folder the demo writes demo.mp4 and demo.jsonl to")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    train: TrainConfig
+    export: ExportConfig
+    refine: RefineConfig
+    loop: LoopConfig
+    overlay: OverlayConfig
+    http: HttpConfig
+    data: DataConfig
+    demo: DemoConfig
+
+    def replace(self, overrides: Mapping[str, Any]) -> "Config":
+        """A new validated Config with dotted keys (`refine.mode`) replaced."""
+        return _build(_merge(dataclasses.asdict(self), overrides, origin="option"), "option")
+
+    def to_yaml(self) -> str:
+        raw = dataclasses.asdict(self)
+        for section in raw.values():
+            for key, value in section.items():
+                if isinstance(value, tuple):
+                    section[key] = list(value)
+        return yaml.safe_dump(raw, sort_keys=False)
+
+
+def default_config_path() -> Path:
+    """config.yaml of a source checkout, else the copy `pip install` put under share/rustseg."""
+    for candidate in (_PROJECT_ROOT / "config.yaml", _INSTALLED_SHARE / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"config.yaml not found in {_PROJECT_ROOT} or {_INSTALLED_SHARE}; "
+                      "reinstall rustseg or pass --config FILE")
+
+
+def resolve_resource(path: str) -> Path:
+    """A relative path from the config (models/x.tflite) as it exists: cwd, checkout, install."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    for root in (_PROJECT_ROOT, _INSTALLED_SHARE):
+        if (root / p).exists():
+            return root / p
+    return p
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read, merge and validate. Raises ConfigError naming the key, the value and what it needs."""
+    source = Path(path) if path else default_config_path()
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config file {source} is not valid YAML: {first_line}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source} must hold a mapping of sections, "
+                          f"got {type(raw).__name__}")
+    if overrides:
+        raw = _merge(raw, overrides, origin="option")
+    return _build(raw, str(source))
+
+
+def _merge(raw: dict, overrides: Mapping[str, Any], origin: str) -> dict:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if not key or section not in _SECTIONS:
+            raise ConfigError(f"{origin} {dotted!r} is not a config key; expected SECTION.KEY "
+                              f"with SECTION one of {', '.join(_SECTIONS)}")
+        merged.setdefault(section, {})
+        if not isinstance(merged[section], dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        merged[section][key] = value
+    return merged
+
+
+def _build(raw: dict, origin: str) -> Config:
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown config section {unknown[0]!r}; expected one of "
+                          f"{', '.join(_SECTIONS)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = raw.get(name)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: config section {name!r} is missing or not a mapping")
+        sections[name] = _build_section(name, cls, values, origin)
+    return Config(**sections)
+
+
+def _build_section(section: str, cls: type, values: dict, origin: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown config key {section}.{unknown[0]}; known keys: "
+                          f"{', '.join(fields)}")
+    checked = {}
+    for name, f in fields.items():
+        key = f"{section}.{name}"
+        if name not in values:
+            raise ConfigError(f"{origin}: config key {key} is missing")
+        checked[name] = _check_value(key, values[name], hints[name], f.metadata)
+    return cls(**checked)
+
+
+def _check_value(key: str, value: Any, expected: Any, meta: Mapping) -> Any:
+    value = _coerce(key, value, expected)
+    lo_hi = meta.get("range")
+    items = value if isinstance(value, tuple) else (value,)
+    if lo_hi and not isinstance(value, (str, bool)):
+        lo, hi = lo_hi
+        for item in items:
+            if not lo <= item <= hi:
+                raise ConfigError(f"config key {key} = {_show(value)} is out of range; "
+                                  f"expected {lo} to {hi}")
+    choices = meta.get("choices")
+    if choices is not None:
+        allowed = tuple(choices() if callable(choices) else choices)
+        if value not in allowed:
+            raise ConfigError(f"config key {key} = {_show(value)} is not allowed; expected one of "
+                              f"{', '.join(map(str, allowed))}")
+    return value
+
+
+def _coerce(key: str, value: Any, expected: Any) -> Any:
+    """Accept the YAML type or the string a command-line flag gives; reject everything else."""
+    def fail(what: str) -> ConfigError:
+        return ConfigError(f"config key {key} = {_show(value)} has the wrong type; expected {what}")
+
+    if typing.get_origin(expected) is tuple:
+        parts = value.split(",") if isinstance(value, str) else value
+        args = typing.get_args(expected)
+        if not isinstance(parts, (list, tuple)) or len(parts) != len(args):
+            raise fail(f"{len(args)} comma-separated numbers")
+        return tuple(_coerce(key, p, a) for p, a in zip(parts, args))
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise fail("true or false")
+    if expected is int:
+        if isinstance(value, bool):
+            raise fail("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise fail("an integer")
+    if expected is float:
+        if isinstance(value, bool):
+            raise fail("a number")
+        if isinstance(value, (int, float)):
+            if value != value:  # NaN never validates
+                raise fail("a number, not NaN")
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise fail("a number") from None
+            if number != number:
+                raise fail("a number, not NaN")
+            return number
+        raise fail("a number")
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise fail("a string")
+    raise AssertionError(f"unsupported config type {expected!r} for {key}")
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def describe_key(dotted: str) -> str:
+    """The help text of a config key, for CLI --help."""
+    section, _, key = dotted.partition(".")
+    for f in dataclasses.fields(_SECTIONS[section]):
+        if f.name == key:
+            return f.metadata["help"]
+    raise KeyError(dotted)
+
+
+_SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
+                              for f in dataclasses.fields(Config)}

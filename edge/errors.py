@@ -1,0 +1,39 @@
+"""Specific exceptions raised by library code.
+
+Only the CLI entry point (`edge.cli.main`) turns them into one-line messages and exit codes;
+library code never prints and never exits.
+"""
+
+
+class RustsegError(Exception):
+    """Base of every error the CLI reports as one line. `exit_code` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class ConfigError(RustsegError):
+    """A config file, config key or command-line option holds a value that is not allowed."""
+
+
+class DataError(RustsegError):
+    """An input image, folder or dataset is missing, empty, unreadable or malformed."""
+
+
+class ModelError(RustsegError):
+    """A model file or its model card is missing, malformed or breaks the model contract."""
+
+
+class SourceError(RustsegError):
+    """A frame source URI is malformed, cannot be opened, or was lost for good mid-run."""
+
+    exit_code = 3
+
+
+class SinkError(RustsegError):
+    """An output URI is malformed or an output could not be written."""
+
+    exit_code = 4
+
+
+class MissingDependencyError(RustsegError):
+    """An optional dependency (TensorFlow, picamera2, ...) is needed but not installed."""

@@ -1,0 +1,96 @@
+"""The model card: `NAME.json` beside `NAME.tflite`, written by converter/, read by edge/.
+
+It is the only thing besides the model file the two sides share, so its schema lives here once:
+the converter builds a `ModelCard` and calls `write`, the runtime calls `ModelCard.read` and
+`check_against` the loaded interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ModelError
+
+CARD_FORMAT = "rustseg-model-card/1"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    labels: list[str]                 # index 0 = no corrosion, 1 = corrosion
+    threshold: float                  # score >= threshold: the frame shows corrosion
+    input_size: list[int]             # [height, width] of the uint8 RGB input
+    cam_layer: str
+    cam_size: list[int]               # [h, w] of the cam output
+    quantization: str
+    backbone: str
+    outputs: dict[str, str]           # contract name -> TFLite output tensor name
+    training: dict[str, Any]          # data, kind of labels, counts
+    validation_metrics: dict[str, Any]
+    model_sha256: str                 # of the .tflite bytes: a card for another file is refused
+    input_resize: str = "squash"      # frames are resized to input_size without letterbox
+    signature: str = "serving_default"
+    fidelity: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    format: str = CARD_FORMAT
+
+    @staticmethod
+    def path_for(model_path: str | Path) -> Path:
+        return Path(model_path).with_suffix(".json")
+
+    def write(self, model_path: str | Path) -> Path:
+        path = self.path_for(model_path)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, model_path: str | Path) -> "ModelCard":
+        path = cls.path_for(model_path)
+        if not path.is_file():
+            raise ModelError(f"model card {path} is missing; every model needs its NAME.json "
+                             "(written by rustseg export)")
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"model card {path} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
+            raise ModelError(f"model card {path}: expected a JSON object with format "
+                             f"{CARD_FORMAT!r}")
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING}
+        missing = sorted(required - set(raw))
+        if missing:
+            raise ModelError(f"model card {path} lacks the field {missing[0]!r}")
+        card = cls(**{k: v for k, v in raw.items() if k in known})
+        card._validate(path)
+        return card
+
+    def _validate(self, path: Path) -> None:
+        def bad(what: str) -> ModelError:
+            return ModelError(f"model card {path}: {what}")
+        if not (isinstance(self.labels, list) and len(self.labels) == 2):
+            raise bad("labels must list two class names")
+        if not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold <= 1:
+            raise bad(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        for key in ("input_size", "cam_size"):
+            value = getattr(self, key)
+            if not (isinstance(value, list) and len(value) == 2 and
+                    all(isinstance(v, int) and v > 0 for v in value)):
+                raise bad(f"{key} must be [height, width] in pixels, got {value!r}")
+        if not (isinstance(self.outputs, dict) and {"score", "cam"} <= set(self.outputs)):
+            raise bad("outputs must map 'score' and 'cam' to tensor names")
+
+    def check_model_bytes(self, model_bytes: bytes, model_path: str | Path) -> None:
+        digest = sha256_hex(model_bytes)
+        if digest != self.model_sha256:
+            raise ModelError(f"model card {self.path_for(model_path)} does not match "
+                             f"{model_path} (sha256 {digest[:12]}... vs card "
+                             f"{self.model_sha256[:12]}...); re-export or restore the pair")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,65 @@
+"""`auto`: per frame, the full CRF when it fits the frame budget, else the light path.
+
+Budget: 1 / target_fps. The scheduler knows how long the rest of the pipeline took on the last
+frame (`observe_frame_time`) and keeps a running estimate of each path's own cost. It picks
+full when rest + full cost fits the budget with `auto_hysteresis` to spare, drops to light as
+soon as rest + full cost exceeds the budget, and holds any choice for `auto_hold_frames`
+frames, so a noisy frame time does not make it flap.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edge.refine.base import RefineResult, Refiner
+from edge.refine.full import FullCrfRefiner
+from edge.refine.light import LightRefiner
+
+_COST_SMOOTHING = 0.2   # weight of the newest measurement in the running cost estimates
+
+
+class AutoRefiner(Refiner):
+    name = "auto"
+
+    def __init__(self, settings, target_fps: float) -> None:
+        super().__init__(settings, target_fps)
+        self.paths = {"light": LightRefiner(settings), "full": FullCrfRefiner(settings)}
+        self.budget_s = 1.0 / target_fps
+        self.cost_s: dict[str, float | None] = {"light": None, "full": None}
+        self.other_s = 0.0
+        self.current = "full"      # optimistic start; the first measurement corrects it
+        self.held_frames = 0
+
+    def observe_frame_time(self, other_stages_s: float) -> None:
+        self.other_s = max(0.0, float(other_stages_s))
+
+    def choose(self) -> str:
+        """The path for the next frame (pure decision, no side effects but the hold count)."""
+        self.held_frames += 1
+        if self.held_frames < self.settings.auto_hold_frames:
+            return self.current
+        full_cost = self.cost_s["full"]
+        if full_cost is None:
+            wanted = "full"  # never measured: try it once
+        else:
+            frame_s = self.other_s + full_cost
+            if self.current == "full":
+                wanted = "full" if frame_s <= self.budget_s else "light"
+            else:
+                spare = self.budget_s * (1.0 - self.settings.auto_hysteresis)
+                wanted = "full" if frame_s <= spare else "light"
+        if wanted != self.current:
+            self.current, self.held_frames = wanted, 0
+        return self.current
+
+    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        path = self.choose()
+        started = time.perf_counter()
+        result = self.paths[path].refine(cam01, frame_bgr)
+        elapsed = time.perf_counter() - started
+        previous = self.cost_s[path]
+        self.cost_s[path] = elapsed if previous is None else \
+            (1 - _COST_SMOOTHING) * previous + _COST_SMOOTHING * elapsed
+        return result

@@ -1,0 +1,94 @@
+"""What every refinement path shares: the CAM -> probability mapping and the Refiner interface.
+
+A refiner turns a heatmap at model resolution (`cam01`, float32 [h, w], 0..1) and the frame
+(`frame_bgr`, uint8 [H, W, 3]) into a boolean mask at frame resolution. New paths subclass
+`Refiner`, override `refine`, and register in `edge/refine/__init__.py`; the loop is not edited.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.config import RefineConfig
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    mask: np.ndarray   # bool [H, W], True = corrosion
+    path: str          # the path that produced it (auto reports light or full)
+
+
+class Refiner(ABC):
+    """One way of turning a heatmap into a mask. Subclasses override `refine` only."""
+
+    name = "base"
+
+    def __init__(self, settings: RefineConfig, target_fps: float = 0.0) -> None:
+        self.settings = settings
+        self.target_fps = target_fps  # the loop's frame budget; only `auto` acts on it
+
+    @abstractmethod
+    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        """cam01 float32 [h, w] in 0..1, frame_bgr uint8 [H, W, 3] -> mask bool [H, W]."""
+
+    def observe_frame_time(self, other_stages_s: float) -> None:
+        """Told after each frame how long the rest of the pipeline took (auto uses it)."""
+
+
+def clean_cam(cam01: np.ndarray) -> np.ndarray:
+    """A heatmap safe to use: float32, NaN/Inf -> 0, clipped to [0, 1]."""
+    cam = np.nan_to_num(np.asarray(cam01, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(cam, 0.0, 1.0)
+
+
+def working_size(frame_hw: tuple[int, int], longest_px: int) -> tuple[int, int]:
+    """(height, width) with the longest side at most `longest_px`, aspect kept, >= 1 px."""
+    height, width = frame_hw
+    scale = min(1.0, longest_px / max(height, width))
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def resize_cam(cam01: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Heatmaps are smooth: bilinear."""
+    return cv2.resize(cam01, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_frame(frame_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    if frame_bgr.shape[:2] == tuple(size_hw):
+        return frame_bgr
+    return cv2.resize(frame_bgr, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
+
+
+def probability_to_mask(prob_fg: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """Upsample a working-scale foreground probability bilinearly, then threshold at 0.5.
+
+    Thresholding after the upsample gives smooth outlines instead of the staircase a
+    nearest-neighbour upsample of labels would leave at 4-5x.
+    """
+    if prob_fg.shape != tuple(frame_hw):
+        prob_fg = cv2.resize(prob_fg, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return prob_fg > 0.5
+
+
+def foreground_probability(cam01: np.ndarray, settings: RefineConfig) -> np.ndarray:
+    """CAM level -> P(corrosion): fg_floor at 0 rising to fg_ceiling at 1 (after ** cam_gamma).
+
+    The floor keeps cold pixels from being certain background, so the colour terms can still
+    pull rust the coarse CAM missed into the mask; the ceiling does the same for hot pixels.
+    """
+    shaped = np.power(cam01, settings.cam_gamma, dtype=np.float32)
+    return settings.fg_floor + (settings.fg_ceiling - settings.fg_floor) * shaped
+
+
+class ThresholdRefiner(Refiner):
+    """`none`: the CAM itself, upsampled and thresholded. The baseline the others must beat."""
+
+    name = "none"
+
+    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        cam = resize_cam(clean_cam(cam01), frame_bgr.shape[:2])
+        return RefineResult(cam >= self.settings.cam_threshold, self.name)

@@ -1,0 +1,24 @@
+"""`full`: the dense CRF over the whole (reduced) frame, seeded by the CAM probability."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.refine.base import (RefineResult, Refiner, clean_cam, foreground_probability,
+                              probability_to_mask, resize_cam, resize_frame, working_size)
+from edge.refine.crf import crf_foreground, require_densecrf
+
+
+class FullCrfRefiner(Refiner):
+    name = "full"
+
+    def __init__(self, settings, target_fps: float = 0.0) -> None:
+        super().__init__(settings, target_fps)
+        require_densecrf()
+
+    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        s = self.settings
+        size = working_size(frame_bgr.shape[:2], s.crf_scale_px)
+        prior = foreground_probability(resize_cam(clean_cam(cam01), size), s)
+        posterior = crf_foreground(resize_frame(frame_bgr, size), prior, s.crf_iterations, s)
+        return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

@@ -1,0 +1,60 @@
+"""One frame through the method: preprocess -> model (score + CAM) -> gate -> refine -> mask.
+
+Shared by `rustseg eval`, `rustseg run` and `rustseg bench`, so all three measure and produce
+exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.profiler import StageTimes
+from edge.refine.base import Refiner
+from edge.runtime import CorrosionModel
+
+SKIPPED_PATH = "skipped"   # score below the card's threshold: empty mask, no refinement
+
+
+@dataclass
+class FrameResult:
+    score: float
+    cam01: np.ndarray            # float32 [h, w] at model resolution
+    mask: np.ndarray             # bool [H, W] at frame resolution
+    path: str                    # none | light | full | skipped
+    valid: bool                  # False when the model produced NaN/Inf for this frame
+    times: StageTimes
+
+    @property
+    def corroded_fraction(self) -> float:
+        return float(np.count_nonzero(self.mask)) / self.mask.size if self.mask.size else 0.0
+
+
+class Segmenter:
+    """Model + refiner; `segment(frame_bgr)` times each stage it runs."""
+
+    def __init__(self, model: CorrosionModel, refiner: Refiner) -> None:
+        self.model, self.refiner = model, refiner
+
+    def infer(self, frame_bgr: np.ndarray, times: StageTimes):
+        with times.stage("preprocess"):
+            image_rgb = self.model.preprocess(frame_bgr)
+        with times.stage("invoke"):
+            return self.model.infer(image_rgb)
+
+    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
+        if prediction.score < self.model.threshold:
+            # No corrosion in this frame: an empty mask, and no time spent refining.
+            mask = np.zeros(frame_bgr.shape[:2], bool)
+            path = SKIPPED_PATH
+        else:
+            with times.stage("refine"):
+                result = self.refiner.refine(prediction.cam01, frame_bgr)
+            mask, path = result.mask, result.path
+        return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
+                           times)
+
+    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
+        times = times if times is not None else StageTimes()
+        return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
