@@ -244,8 +244,10 @@ def export(request: ExportRequest) -> dict:
                          "would not load on a device without Flex")
     out.write_bytes(model_bytes)
 
-    verify = sample_images(request.rep_data, input_size, request.verify_images, seed=1)
-    report = fidelity(model, request.cam_layer, out, verify) if len(verify) else {}
+    report = {}
+    if request.verify_images:
+        verify = sample_images(request.rep_data, input_size, request.verify_images, seed=1)
+        report = fidelity(model, request.cam_layer, out, verify)
     cam_shape = frozen.output_shape("cam")
     card = ModelCard(
         labels=["no_corrosion", "corrosion"], threshold=request.threshold,

@@ -16,6 +16,7 @@ import keras
 from edge.errors import ConfigError, DataError
 
 LOGIT_LAYER = "logit"
+_SCRATCH_BN_MOMENTUM = 0.5
 INPUT_NAME = "image"
 
 # sha256 of the exact Keras files (../shared/data/README.md); a mismatch means other weights.
@@ -63,6 +64,12 @@ def build_classifier(input_size: int, alpha: float, weights_path: Path | None,
     if weights_path is not None:
         # The no-top file holds conv weights only, valid at any input size.
         backbone.load_weights(str(weights_path))
+    else:
+        # From scratch the batch-norm statistics start meaningless; Keras' 0.999 momentum
+        # would need thousands of steps to track them; 0.5 follows the last few batches.
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = _SCRATCH_BN_MOMENTUM
     x = keras.layers.GlobalAveragePooling2D(name="gap")(backbone.output)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     logit = keras.layers.Dense(1, name=LOGIT_LAYER)(x)
@@ -76,11 +83,13 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return model.layers[start:stop]
 
 
-def set_trainable(model: keras.Model, first_trainable: str | None) -> int:
+def set_trainable(model: keras.Model, first_trainable: str | None,
+                  freeze_batchnorm: bool = True) -> int:
     """Freeze the backbone up to the first layer named `first_trainable*` (None: all frozen).
 
-    Batch-norm layers stay frozen (inference statistics) in every stage, as usual when
-    fine-tuning on a small dataset. Returns how many backbone layers are trainable.
+    With pretrained weights, batch-norm layers stay frozen (ImageNet statistics) in every
+    stage, as usual when fine-tuning on a small dataset; from scratch they must learn.
+    Returns how many backbone layers are trainable.
     """
     layers = backbone_layers(model)
     names = [layer.name for layer in layers]
@@ -93,8 +102,8 @@ def set_trainable(model: keras.Model, first_trainable: str | None) -> int:
         start = matches[0]
     count = 0
     for i, layer in enumerate(layers):
-        is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = i >= start and not is_bn
+        frozen_bn = freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= start and not frozen_bn
         count += layer.trainable
     return count
 

@@ -130,13 +130,16 @@ def train(request: TrainRequest, config: Config) -> dict:
                 continue
             if best.get("weights") is not None:
                 model.set_weights(best["weights"])  # fine-tune from the best head, not the last
-            set_trainable(model, first_trainable)
+            set_trainable(model, first_trainable, freeze_batchnorm=weights_path is not None)
             _fit(model, dataset, (val_x, val_y), stage, epochs, learning_rate, cfg, class_weight,
                  _EpochLog(log_file, stage, best))
     if best.get("weights") is None:
         raise DataError("training ran no epoch; set train.head_epochs or train.finetune_epochs")
     model.set_weights(best["weights"])
-    model.save(out.with_suffix(".keras"))
+    # Saved from a fresh, uncompiled copy: the optimizer state would triple the file size.
+    clean = build_classifier(cfg.input_size, cfg.alpha, None, cfg.dropout)
+    clean.set_weights(best["weights"])
+    clean.save(out.with_suffix(".keras"))
 
     scores = 1 / (1 + np.exp(-model.predict(val_x, batch_size=_PREDICT_BATCH, verbose=0)[:, 0]))
     metrics = classification_metrics(val_set.labels, scores, _DECISION_THRESHOLD)

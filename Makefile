@@ -1,0 +1,38 @@
+# Two entry points that work on a fresh machine (they create .venv and install what they need):
+#   make demo  - the main job on the built-in defaults (device install: no TensorFlow)
+#   make test  - the test suite (workstation install: TensorFlow + test tools)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench soak clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.edge-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[edge]'
+	touch $@
+
+$(VENV)/.dev-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	touch $(VENV)/.edge-installed $@
+
+demo: $(VENV)/.edge-installed
+	$(BIN)/rustseg demo
+
+# pytest exits 5 when it collects nothing; that must fail CI, not pass silently.
+test: $(VENV)/.dev-installed
+	@$(BIN)/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/run_all.py
+
+soak: $(VENV)/.edge-installed
+	$(BIN)/python benchmarks/soak.py --frames 20000
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache
