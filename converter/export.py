@@ -224,6 +224,8 @@ def export(request: ExportRequest) -> dict:
     """Write NAME.tflite and NAME.json; returns the fidelity report."""
     if request.quant not in QUANT_MODES:
         raise ConfigError(f"--quant {request.quant!r}: expected one of {', '.join(QUANT_MODES)}")
+    if request.quant == "int8" and not request.rep_data:
+        raise ConfigError("--quant int8 needs --rep-data DIR with images to calibrate on")
     model = load_keras_model(request.model)
     input_size = request.input_size or int(model.input.shape[1])
     if input_size % _INPUT_MULTIPLE_PX:

@@ -222,8 +222,9 @@ def _segmenter(config: Config):
 
 
 def _eval(args, config: Config) -> int:
-    from edge.evaluate import EvalRequest, evaluate, format_report
+    from edge.evaluate import EvalRequest, check_layout, evaluate, format_report
 
+    check_layout(args.data)  # a wrong folder fails before the model is even loaded
     segmenter = _segmenter(config)
     print(f"model {segmenter.model.path} on {segmenter.model.runtime}", file=sys.stderr)
     report = evaluate(segmenter, EvalRequest(args.data, args.json_out, args.split,

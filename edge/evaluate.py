@@ -33,15 +33,23 @@ class EvalRequest:
     limit: int = 0             # 0: every image
 
 
+def check_layout(data: str | Path) -> str:
+    """'classification' or 'segmentation' for a dataset folder; DataError for anything else."""
+    root = Path(data)
+    if is_class_folder(root):
+        return "classification"
+    if is_mask_folder(root):
+        return "segmentation"
+    raise DataError(f"--data {root}: expected class folders (corrosion/, no_corrosion/) or "
+                    "an images+masks folder (images/, masks/)")
+
+
 def evaluate(segmenter: Segmenter, request: EvalRequest) -> dict:
     root = Path(request.data)
-    if is_class_folder(root):
+    if check_layout(root) == "classification":
         report = _classification(segmenter, root, request.limit)
-    elif is_mask_folder(root):
-        report = _segmentation(segmenter, root, request)
     else:
-        raise DataError(f"--data {root}: expected class folders (corrosion/, no_corrosion/) or "
-                        "an images+masks folder (images/, masks/)")
+        report = _segmentation(segmenter, root, request)
     report.update(model=str(segmenter.model.path), runtime=segmenter.model.runtime,
                   data=str(root))
     if request.json_out:
