@@ -234,11 +234,33 @@ def _eval(args, config: Config) -> int:
 
 
 def _run(args, config: Config) -> int:
-    raise RustsegError("rustseg run is not built yet (issue: the on-device loop)")
+    from edge.app import RunRequest, run_loop
+
+    if not args.output and not args.log and not args.save_masks:
+        print("rustseg: no --output, --log or --save-masks given; frames are processed and "
+              "the report printed, nothing is kept", file=sys.stderr)
+    request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
+                         args.headless, not args.quiet)
+    return _report(run_loop(config, request))
 
 
 def _demo(args, config: Config) -> int:
-    raise RustsegError("rustseg demo is not built yet (issue: the on-device loop)")
+    from edge.app import demo_request, run_loop
+
+    request = demo_request(config)
+    request = type(request)(**{**request.__dict__, "log": args.log or request.log,
+                               "save_masks": args.save_masks, "print_frames": not args.quiet})
+    report = run_loop(config, request)
+    code = _report(report)
+    print(f"wrote {request.outputs[0]} and {request.log}")
+    return code
+
+
+def _report(report) -> int:
+    print(report.format())
+    if report.sink_failures and report.stopped_by.startswith("output failure"):
+        return 4
+    return 0
 
 
 def _bench(args, config: Config) -> int:

@@ -13,7 +13,6 @@ plain resize, and the classifier was trained on squashed images too.
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,6 @@ _RUNTIME_MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter",
                     "tflite_runtime": "tflite_runtime.interpreter",
                     "tensorflow": "tensorflow"}
 _TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at bytes 4..8
-
-# The runtimes log "INFO: Created TensorFlow Lite XNNPACK delegate" to stderr on every
-# interpreter; keep stderr for what the user must read (set it yourself to see them again).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def load_interpreter_class(preference: str = "auto"):

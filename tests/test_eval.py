@@ -76,7 +76,8 @@ def test_eval_mask_folder_for_each_refine_path(tmp_path, refine):
 def test_eval_rejects_a_folder_of_the_wrong_shape(tmp_path):
     result = _rustseg("eval", "--data", str(tmp_path))
     assert result.returncode == 2
-    assert "expected class folders" in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("rustseg: error: ") and result.stderr.count("\n") == 1
+    assert "expected class folders" in result.stderr
 
 
 def test_shipped_model_on_the_real_validation_split():

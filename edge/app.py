@@ -1,0 +1,106 @@
+"""`rustseg run` and `rustseg demo`: build source, model, refiner and outputs, run the loop.
+
+Ctrl-C or SIGTERM asks the loop to stop: capture stops, frames already in flight are finished,
+then every output is closed in `finally` (video files get their index and stay playable, the
+log is flushed and synced). A second Ctrl-C exits at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import Config, resolve_resource
+from edge.pipeline import LoopOptions, Pipeline, RunReport
+from edge.refine import make_refiner
+from edge.runtime import CorrosionModel
+from edge.segment import Segmenter
+from edge.sinks import JsonlLogSink, MaskFolderSink, open_output
+from edge.sources import open_source
+
+_EXIT_AT_ONCE = 130
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    source: str
+    outputs: tuple[str, ...]
+    log: str | None = None
+    save_masks: str | None = None
+    headless: bool = False
+    print_frames: bool = True
+
+
+def build_segmenter(config: Config) -> Segmenter:
+    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
+                           config.model.runtime)
+    return Segmenter(model, make_refiner(config.refine.mode, config.refine,
+                                         config.loop.target_fps))
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event):
+    """First SIGINT/SIGTERM: set `stop` (finish and close cleanly). Second SIGINT: exit now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread (e.g. inside tests)
+        return
+
+    def request_stop(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            print("\nrustseg: second interrupt, exiting now", file=sys.stderr, flush=True)
+            os._exit(_EXIT_AT_ONCE)
+        stop.set()
+        print(f"\nrustseg: {signal.Signals(signum).name} received; finishing the frames in "
+              "flight and closing outputs (Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_loop(config: Config, request: RunRequest, stop: threading.Event | None = None,
+             ) -> RunReport:
+    """Open everything, run the pipeline, close everything (in finally), return the report."""
+    stop = stop or threading.Event()
+    segmenter = build_segmenter(config)
+    loop = config.loop
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(request.source, loop.loop_video,
+                                                 loop.reconnect_timeout_s,
+                                                 loop.reconnect_backoff_s))
+        sinks = [stack.enter_context(open_output(uri, loop.target_fps, config.http,
+                                                 request.headless))
+                 for uri in request.outputs]
+        if request.log:
+            sinks.append(stack.enter_context(JsonlLogSink(Path(request.log))))
+        if request.save_masks:
+            sinks.append(stack.enter_context(MaskFolderSink(Path(request.save_masks))))
+        for sink in sinks:
+            if sink.name.startswith("http://"):
+                print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
+        options = LoopOptions(loop.frames, loop.queue_depth, loop.sink_error_policy,
+                              config.overlay, request.print_frames)
+        print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
+              f"{config.model.threads} threads), refine {config.refine.mode}, source "
+              f"{request.source}", file=sys.stderr, flush=True)
+        with stop_on_signals(stop):
+            report = Pipeline(source, segmenter, sinks, options, stop).run()
+        for warning in getattr(source, "warnings", [])[:5]:
+            print(f"rustseg: skipped {warning}", file=sys.stderr)
+    return report
+
+
+def demo_request(config: Config) -> RunRequest:
+    out = Path(config.demo.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return RunRequest(config.demo.source, (str(out / "demo.mp4"),), str(out / "demo.jsonl"),
+                      headless=True, print_frames=False)

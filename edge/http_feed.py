@@ -1,0 +1,252 @@
+"""`http://HOST:PORT`: the inspector's live page, an MJPEG stream and live stats.
+
+Routes (nothing else is served, no files, no paths):
+    /             a small page showing the stream and the stats
+    /stream.mjpg  multipart MJPEG of the overlay
+    /stats.json   the latest frame record plus run totals
+Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`).
+
+The loop only hands over the newest overlay (`write` stores a reference and returns); one
+encoder thread turns it into JPEG once, and each viewer's thread sends the newest JPEG when it
+can. A slow or stalled viewer therefore only misses frames, it never slows the loop, and
+viewers beyond http.max_clients get 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+
+from edge.errors import SinkError
+from edge.sinks import FrameSink, OutputFrame
+
+_BOUNDARY = "rustsegframe"
+_CLIENT_WAIT_S = 1.0       # a viewer re-checks for shutdown at least this often
+_SEND_TIMEOUT_S = 5.0      # a viewer that cannot take a frame for this long is dropped
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>RustSEG Edge live</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{margin:0;background:#111;color:#eee;font:14px sans-serif}}
+img{{display:block;max-width:100%;margin:auto}}#s{{padding:8px;font-family:monospace}}</style>
+</head><body><img src="/stream.mjpg{query}" alt="live corrosion overlay">
+<div id="s">waiting for frames...</div>
+<script>
+async function poll() {{
+  try {{
+    const r = await fetch('/stats.json{query}', {{cache: 'no-store'}});
+    const s = await r.json();
+    const f = s.frame || {{}};
+    document.getElementById('s').textContent =
+      `frame ${{f.index ?? '-'}}  fps ${{(s.fps ?? 0).toFixed(1)}}  corrosion score ` +
+      `${{(f.score ?? 0).toFixed(2)}}  area ${{(100 * (f.corroded_fraction ?? 0)).toFixed(1)}}%  ` +
+      `refine ${{f.path ?? '-'}}  drops ${{f.dropped ?? 0}}  viewers ${{s.viewers}}`;
+  }} catch (e) {{}}
+  setTimeout(poll, 500);
+}}
+poll();
+</script></body></html>
+"""
+
+
+class _LatestJpeg:
+    """The newest overlay, encoded to JPEG once by one thread, waited on by every viewer."""
+
+    def __init__(self, quality: int) -> None:
+        self.quality = quality
+        self.condition = threading.Condition()
+        self.pending = None          # newest overlay not yet encoded
+        self.jpeg: bytes | None = None
+        self.sequence = 0
+        self.closed = False
+        self.thread = threading.Thread(target=self._encode_loop, name="mjpeg encoder",
+                                       daemon=True)
+        self.thread.start()
+
+    def offer(self, image) -> None:
+        with self.condition:
+            self.pending = image
+            self.condition.notify_all()
+
+    def wait_newer(self, seen: int, timeout: float) -> tuple[int, bytes | None]:
+        with self.condition:
+            if self.sequence == seen and not self.closed:
+                self.condition.wait(timeout)
+            return self.sequence, self.jpeg
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
+        self.thread.join(timeout=2.0)
+
+    def _encode_loop(self) -> None:
+        while True:
+            with self.condition:
+                while self.pending is None and not self.closed:
+                    self.condition.wait()
+                if self.closed:
+                    return
+                image, self.pending = self.pending, None
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if ok:
+                with self.condition:
+                    self.jpeg, self.sequence = encoded.tobytes(), self.sequence + 1
+                    self.condition.notify_all()
+
+
+class _FeedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, feed: "HttpFeedSink") -> None:
+        self.feed = feed
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FeedServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args) -> None:  # keep the loop's stdout readable
+        pass
+
+    def do_GET(self) -> None:
+        feed = self.server.feed
+        url = urlparse(self.path)
+        if not feed.authorised(self.headers.get("Authorization", ""), parse_qs(url.query)):
+            self._plain(HTTPStatus.UNAUTHORIZED, "access token required\n")
+            return
+        route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream,
+                 "/stats.json": self._stats}.get(url.path)
+        if route is None:
+            self._plain(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        route(url)
+
+    def do_HEAD(self) -> None:
+        self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "")
+
+    do_POST = do_PUT = do_DELETE = do_HEAD
+
+    def _plain(self, status: HTTPStatus, text: str, content_type: str = "text/plain") -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _page(self, url) -> None:
+        token = parse_qs(url.query).get("token", [""])[0]
+        query = f"?token={token}" if token else ""
+        self._plain(HTTPStatus.OK, _PAGE.format(query=query), "text/html")
+
+    def _stats(self, url) -> None:
+        self._plain(HTTPStatus.OK, json.dumps(self.server.feed.stats()), "application/json")
+
+    def _stream(self, url) -> None:
+        feed = self.server.feed
+        if not feed.viewer_slots.acquire(blocking=False):
+            self._plain(HTTPStatus.SERVICE_UNAVAILABLE, "too many viewers\n")
+            return
+        try:
+            self.connection.settimeout(_SEND_TIMEOUT_S)
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            seen = 0
+            while not feed.closing:
+                seen, jpeg = feed.latest.wait_newer(seen, _CLIENT_WAIT_S)
+                if jpeg is None:
+                    continue
+                self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                self.wfile.flush()
+        except (OSError, socket.timeout):
+            pass  # the viewer went away or stalled: end its stream, the loop is unaffected
+        finally:
+            self.close_connection = True
+            feed.viewer_slots.release()
+
+
+class HttpFeedSink(FrameSink):
+    def __init__(self, host: str, port: int, token: str, jpeg_quality: int,
+                 max_clients: int) -> None:
+        self.token = token
+        self.closing = False
+        self.viewer_slots = threading.BoundedSemaphore(max_clients)
+        self.max_clients = max_clients
+        self.latest = _LatestJpeg(jpeg_quality)
+        self._stats: dict = {"frame": None, "fps": 0.0, "frames": 0}
+        self._stats_lock = threading.Lock()
+        self._started = time.perf_counter()
+        try:
+            self.server = _FeedServer((host, port), self)
+        except OSError as exc:
+            self.latest.close()
+            raise SinkError(f"output http://{host}:{port}: cannot listen ({exc.strerror})") \
+                from None
+        self.host, self.port = host, self.server.server_address[1]
+        self.name = f"http://{self.host}:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http feed",
+                                       kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def from_uri(cls, uri: str, settings) -> "HttpFeedSink":
+        parsed = urlparse(uri)
+        if parsed.path not in ("", "/") or parsed.query:
+            raise SinkError(f"output {uri}: expected http://HOST:PORT with no path")
+        try:
+            port = parsed.port if parsed.port is not None else settings.port
+        except ValueError:
+            raise SinkError(f"output {uri}: the port must be a number 0..65535") from None
+        host = parsed.hostname or settings.host
+        token = os.environ.get("RUSTSEG_TOKEN", settings.token)
+        return cls(host, port, token, settings.jpeg_quality, settings.max_clients)
+
+    def authorised(self, header: str, query: dict) -> bool:
+        if not self.token:
+            return True
+        offered = query.get("token", [""])[0]
+        if header.startswith("Bearer "):
+            offered = header[len("Bearer "):]
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    def viewers(self) -> int:
+        return self.max_clients - self.viewer_slots._value  # noqa: SLF001 (no public getter)
+
+    def stats(self) -> dict:
+        with self._stats_lock:
+            return {**self._stats, "viewers": self.viewers()}
+
+    def write(self, frame: OutputFrame) -> None:
+        self.latest.offer(frame.overlay_bgr)
+        with self._stats_lock:
+            frames = self._stats["frames"] + 1
+            elapsed = time.perf_counter() - self._started
+            self._stats = {"frame": frame.record, "frames": frames,
+                           "fps": frames / elapsed if elapsed > 0 else 0.0}
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.latest.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=2.0)

@@ -1,0 +1,85 @@
+"""Drawing the result over the frame: mask fill + outline, optional heatmap, and the HUD.
+
+All sizes are given at 640 px frame width and scaled with the frame, so the HUD stays legible
+from 320x240 to 4K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.config import OverlayConfig
+
+_REFERENCE_WIDTH_PX = 640
+_HUD_MARGIN_PX = 8
+_HUD_FONT_SCALE = 0.5
+_HUD_LINE_PX = 18
+_HUD_BACKGROUND_ALPHA = 0.55
+_HEATMAP_ALPHA = 0.35
+_HUD_STAGES = ("capture", "preprocess", "invoke", "refine", "draw")
+
+
+@dataclass(frozen=True)
+class HudStats:
+    fps: float
+    stage_ms: dict[str, float]
+    score: float
+    corroded_fraction: float
+    path: str
+    dropped: int = 0
+
+
+def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfig,
+                 cam01: np.ndarray | None = None, hud: HudStats | None = None) -> np.ndarray:
+    """A new uint8 BGR image: the frame with the corrosion mask (bool [H, W]) drawn over it.
+
+    `cam01` (float32 [h, w], any resolution) is blended under the mask when settings.heatmap.
+    """
+    out = frame_bgr.copy()
+    scale = max(frame_bgr.shape[1] / _REFERENCE_WIDTH_PX, 0.25)
+    if settings.heatmap and cam01 is not None and cam01.size:
+        heat = cv2.resize(cam01, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+        coloured = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8),
+                                     cv2.COLORMAP_JET)
+        cv2.addWeighted(coloured, _HEATMAP_ALPHA, out, 1 - _HEATMAP_ALPHA, 0, dst=out)
+    if mask.any():
+        colour = np.array(settings.colour_bgr, np.float32)
+        region = out[mask].astype(np.float32)
+        out[mask] = (region * (1 - settings.alpha) + colour * settings.alpha).astype(np.uint8)
+        if settings.outline_px:
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, tuple(int(c) for c in settings.colour_bgr),
+                             max(1, int(round(settings.outline_px * scale))), cv2.LINE_AA)
+    if settings.hud and hud is not None:
+        _draw_hud(out, hud, scale)
+    return out
+
+
+def hud_lines(hud: HudStats) -> list[str]:
+    stages = " ".join(f"{name[:3]} {hud.stage_ms[name]:.1f}" for name in _HUD_STAGES
+                      if name in hud.stage_ms)
+    return [f"{hud.fps:5.1f} FPS  refine {hud.path}  drops {hud.dropped}",
+            f"corrosion {hud.score:.2f}  area {100 * hud.corroded_fraction:.1f}%",
+            f"ms: {stages}"]
+
+
+def _draw_hud(out: np.ndarray, hud: HudStats, scale: float) -> None:
+    lines = hud_lines(hud)
+    font_scale = _HUD_FONT_SCALE * scale
+    thickness = max(1, int(round(scale)))
+    line_px = int(_HUD_LINE_PX * scale)
+    margin = int(_HUD_MARGIN_PX * scale)
+    width = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][0]
+                for line in lines)
+    x1, y1 = min(out.shape[1], margin * 2 + width), min(out.shape[0], margin * 2 +
+                                                         line_px * len(lines))
+    panel = out[:y1, :x1]
+    panel[:] = (panel * (1 - _HUD_BACKGROUND_ALPHA)).astype(np.uint8)
+    for i, line in enumerate(lines):
+        baseline = margin + line_px * (i + 1) - int(4 * scale)
+        cv2.putText(out, line, (margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)

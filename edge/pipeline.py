@@ -1,0 +1,274 @@
+"""The live loop: capture -> infer -> refine -> draw + outputs, as overlapping stages.
+
+Each stage runs in its own thread joined by small queues, so throughput is bounded by the
+slowest stage rather than the sum (TFLite and the CRF release the GIL). Every frame carries a
+`StageTimes`; every stage adds its own milliseconds. The draw/output stage runs on the calling
+thread because GUI windows must live there.
+
+Stopping (end of source, --frames reached, a stop request from a signal or a display window)
+stops capture only; frames already inside the pipeline are finished and written, so that
+frames read == frames written + frames the live source dropped, exactly.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config import OverlayConfig
+from edge.errors import RustsegError, SinkError
+from edge.overlay import HudStats, draw_overlay
+from edge.profiler import StageTimes, summarize
+from edge.segment import Segmenter
+from edge.sinks import FrameSink, OutputFrame
+from edge.sources import Frame, FrameSource
+
+_END = object()                 # sentinel that flows down the queues after the last frame
+_QUEUE_POLL_S = 0.1             # how often blocked stages re-check for a failure elsewhere
+_FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
+REPORT_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "output", "latency")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    frames: int = 0                  # 0: until the source ends
+    queue_depth: int = 2
+    sink_error_policy: str = "drop"  # drop | stop
+    overlay: OverlayConfig | None = None
+    print_frames: bool = True
+
+
+@dataclass
+class _Item:
+    frame: Frame
+    times: StageTimes
+    prediction: object = None
+    result: object = None
+
+
+@dataclass
+class RunReport:
+    frames_read: int = 0
+    frames_written: int = 0
+    dropped: int = 0
+    wall_s: float = 0.0
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    lag_frames: list[int] = field(default_factory=list)
+    paths: dict[str, int] = field(default_factory=dict)
+    stopped_by: str = "end of source"
+    sink_failures: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_written / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        return {"frames_read": self.frames_read, "frames_written": self.frames_written,
+                "dropped": self.dropped, "wall_s": self.wall_s, "fps": self.fps,
+                "stopped_by": self.stopped_by, "paths": self.paths,
+                "lag_frames": summarize(self.lag_frames) if self.lag_frames else None,
+                "stages": {name: summarize(values) for name, values in self.stage_ms.items()},
+                "sink_failures": self.sink_failures}
+
+    def format(self) -> str:
+        lines = [f"frames: read {self.frames_read}, written {self.frames_written}, dropped "
+                 f"{self.dropped} (live source)  |  {self.fps:.1f} FPS over {self.wall_s:.1f} s"
+                 f"  |  stopped by {self.stopped_by}",
+                 f"refine paths: {self.paths or '-'}",
+                 f"{'stage':<11}{'mean ms':>9}{'p50':>9}{'p95':>9}{'count':>8}"]
+        for name in REPORT_STAGES:
+            values = self.stage_ms.get(name)
+            if values:
+                s = summarize(values)
+                lines.append(f"{name:<11}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}"
+                             f"{s['count']:>8}")
+        if self.lag_frames:
+            lines.append(f"overlay lag behind newest capture: p50 {np.median(self.lag_frames):.0f}"
+                         f", max {max(self.lag_frames)} frames")
+        return "\n".join(lines)
+
+
+class Pipeline:
+    def __init__(self, source: FrameSource, segmenter: Segmenter, sinks: list[FrameSink],
+                 options: LoopOptions, stop: threading.Event | None = None) -> None:
+        self.source, self.segmenter, self.sinks = source, segmenter, list(sinks)
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.report = RunReport()
+        self._failure: BaseException | None = None
+        self._queues = [queue.Queue(options.queue_depth) for _ in range(3)]
+        self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
+
+    def run(self) -> RunReport:
+        started = time.perf_counter()
+        workers = [threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
+                   for name, target in (("capture", self._capture), ("infer", self._infer),
+                                        ("refine", self._refine))]
+        for worker in workers:
+            worker.start()
+        try:
+            self._output_stage()
+        except BaseException as exc:  # stops the workers (they poll _failure), re-raised below
+            self._failure = self._failure or exc
+        finally:
+            self.stop.set()
+            for worker in workers:
+                worker.join(timeout=5.0)
+            self.report.wall_s = time.perf_counter() - started
+            self.report.dropped = self.source.dropped
+        if self._failure is not None:
+            raise self._failure
+        return self.report
+
+    # --- stages ---------------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        limit = self.options.frames
+        while not self.stop.is_set() and not (limit and self.report.frames_read >= limit):
+            times = StageTimes()
+            with times.stage("capture"):
+                frame = self.source.read()
+            if frame is None:
+                if self.source.ended:
+                    break
+                continue  # live source with nothing new yet
+            self.report.frames_read += 1
+            self._put(0, _Item(frame, times))
+        if self.stop.is_set() and self.report.stopped_by == "end of source":
+            self.report.stopped_by = "stop request"
+        elif limit and self.report.frames_read >= limit:
+            self.report.stopped_by = f"--frames {limit}"
+        self._put(0, _END)
+
+    def _infer(self) -> None:
+        for item in self._drain(0):
+            item.prediction = self.segmenter.infer(item.frame.image, item.times)
+            self._put(1, item)
+        self._put(1, _END)
+
+    def _refine(self) -> None:
+        for item in self._drain(1):
+            item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+            others = [ms for name, ms in item.times.ms.items() if name != "refine"]
+            # Stages overlap, so the slowest other stage (not their sum) bounds the frame rate.
+            self.segmenter.refiner.observe_frame_time(max(others, default=0.0) / 1000.0)
+            self._put(2, item)
+        self._put(2, _END)
+
+    def _output_stage(self) -> None:
+        for item in self._drain(2):
+            frame, result, times = item.frame, item.result, item.times
+            self._output_times.append(time.perf_counter())
+            with times.stage("draw"):
+                overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
+                                       result.cam01, self._hud(result, times))
+            record = self._record(frame, result, times)
+            with times.stage("output"):
+                self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
+                                            record))
+            self._account(frame, result, times)
+            if self.options.print_frames:
+                print(_frame_line(record), flush=True)
+            if any(sink.wants_stop for sink in self.sinks):
+                self.report.stopped_by = "display window closed"
+                self.stop.set()
+            if not self.sinks:
+                self.report.stopped_by = "no output left"
+                self.stop.set()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _write_all(self, out: OutputFrame) -> None:
+        for sink in list(self.sinks):
+            try:
+                sink.write(out)
+            except (SinkError, OSError) as exc:
+                message = str(exc) if isinstance(exc, SinkError) else \
+                    f"output {sink.name}: {exc.strerror or exc}"
+                self.report.sink_failures.append(message)
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+                if self.options.sink_error_policy == "stop":
+                    print(f"rustseg: {message}; stopping cleanly (loop.sink_error_policy=stop)",
+                          file=sys.stderr)
+                    self.report.stopped_by = f"output failure ({sink.name})"
+                    self.stop.set()
+                else:
+                    print(f"rustseg: {message}; dropped that output and going on "
+                          "(loop.sink_error_policy=drop)", file=sys.stderr)
+        self.report.frames_written += 1
+
+    def _hud(self, result, times: StageTimes) -> HudStats:
+        window = self._output_times
+        fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
+            window[-1] > window[0] else 0.0
+        return HudStats(fps, dict(times.ms), result.score, result.corroded_fraction,
+                        result.path, self.source.dropped)
+
+    def _record(self, frame: Frame, result, times: StageTimes) -> dict:
+        return {"index": frame.index, "name": frame.name,
+                "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
+                "score": round(result.score, 5), "valid": result.valid,
+                "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
+                "ms": {k: round(v, 3) for k, v in times.ms.items()},
+                "dropped": self.source.dropped,
+                "lag_frames": max(0, self.source.latest_index - frame.index)}
+
+    def _account(self, frame: Frame, result, times: StageTimes) -> None:
+        for name, ms in times.ms.items():
+            self.report.stage_ms.setdefault(name, []).append(ms)
+        self.report.stage_ms.setdefault("latency", []).append(
+            (time.time() - frame.captured_at) * 1000.0)
+        self.report.lag_frames.append(max(0, self.source.latest_index - frame.index))
+        self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
+
+    def _put(self, stage: int, item) -> None:
+        while True:
+            if self._failure is not None:
+                return
+            try:
+                self._queues[stage].put(item, timeout=_QUEUE_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self, stage: int):
+        while True:
+            try:
+                item = self._queues[stage].get(timeout=_QUEUE_POLL_S)
+            except queue.Empty:
+                if self._failure is not None:
+                    return
+                continue
+            if item is _END:
+                return
+            yield item
+
+    def _guard(self, target) -> None:
+        """Run a stage; a failure stops the run and is re-raised on the calling thread."""
+        try:
+            target()
+        except BaseException as exc:  # handed to run(), which re-raises it
+            if self._failure is None:
+                self._failure = exc
+            self.stop.set()
+
+
+def _close_quietly(sink: FrameSink) -> None:
+    try:
+        sink.close()
+    except (RustsegError, OSError):
+        pass  # the sink already failed; its error has been reported
+
+
+def _frame_line(record: dict) -> str:
+    ms = record["ms"]
+    stages = " ".join(f"{k} {v:.1f}" for k, v in ms.items())
+    return (f"frame {record['index']:>5} {record['name']}: corrosion {record['score']:.2f} "
+            f"area {100 * record['corroded_fraction']:5.1f}% {record['path']:<7} | {stages} ms")

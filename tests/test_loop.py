@@ -1,0 +1,225 @@
+"""The on-device loop: sources, outputs, the live page and clean shutdown."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from edge.app import RunRequest, run_loop
+from edge.config import load_config
+from edge.errors import SinkError, SourceError
+from edge.overlay import HudStats, draw_overlay
+from edge.sinks import open_output
+from edge.sources import open_source
+
+
+def _config(**overrides):
+    base = {"refine.mode": "light", "loop.target_fps": 30}
+    return load_config(overrides={**base, **overrides})
+
+
+def _video_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_synthetic_source_to_video_log_and_masks_with_exact_accounting(tmp_path):
+    request = RunRequest("synthetic://?width=160&height=120&frames=24&seed=3",
+                         (str(tmp_path / "out.mp4"),), str(tmp_path / "frames.jsonl"),
+                         str(tmp_path / "masks"), headless=True, print_frames=False)
+    report = run_loop(_config(), request)
+    records = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
+    assert report.frames_read == report.frames_written + report.dropped == 24
+    assert len(records) == 24 == _video_frames(tmp_path / "out.mp4")
+    assert [r["index"] for r in records] == list(range(24))
+    assert {"index", "captured_at", "output_at", "score", "corroded_fraction", "path", "ms",
+            "dropped"} <= set(records[0])
+    masks = sorted((tmp_path / "masks").glob("*.png"))
+    assert len(masks) == 24
+    mask = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (120, 160) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_image_folder_source_names_masks_after_the_images(tmp_path):
+    from edge.synthetic import make_scene
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for stem in ("girder_a", "bolt_b", "weld_c"):
+        cv2.imwrite(str(folder / f"{stem}.jpg"), make_scene(90, 120, len(stem))[0])
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    request = RunRequest(str(folder), (), None, str(tmp_path / "masks"), headless=True,
+                         print_frames=False)
+    report = run_loop(_config(**{"refine.mode": "none"}), request)
+    assert report.frames_written == 3
+    assert sorted(p.stem for p in (tmp_path / "masks").glob("*.png")) == \
+        ["bolt_b", "girder_a", "weld_c"]
+
+
+def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
+    from edge.http_feed import HttpFeedSink
+
+    config = _config(**{"http.token": ""})
+    stop = threading.Event()
+    sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    base = f"http://127.0.0.1:{sink.port}"
+    results = {}
+
+    def viewer():
+        deadline = time.time() + 20
+        while time.time() < deadline and "stats" not in results:
+            try:
+                with urllib.request.urlopen(f"{base}/stats.json", timeout=2) as r:
+                    stats = json.loads(r.read())
+                if stats["frame"] is None:
+                    time.sleep(0.1)
+                    continue
+                results["stats"] = stats
+                with urllib.request.urlopen(f"{base}/", timeout=2) as r:
+                    results["page"] = r.read().decode()
+                with urllib.request.urlopen(f"{base}/stream.mjpg", timeout=5) as r:
+                    results["type"] = r.headers["Content-Type"]
+                    chunk = r.read(60000)
+                    results["jpeg"] = chunk[chunk.index(b"\xff\xd8"):]
+            except OSError:
+                time.sleep(0.1)
+        stop.set()
+
+    from edge.app import build_segmenter
+    from edge.pipeline import LoopOptions, Pipeline
+
+    thread = threading.Thread(target=viewer)
+    thread.start()
+    with open_source("synthetic://?width=160&height=120&frames=0&fps=25") as source:
+        Pipeline(source, build_segmenter(config), [sink],
+                 LoopOptions(overlay=config.overlay, print_frames=False), stop).run()
+    sink.close()
+    thread.join()
+    assert results["stats"]["frame"]["index"] >= 0 and "fps" in results["stats"]
+    assert "/stream.mjpg" in results["page"] and "/stats.json" in results["page"]
+    assert results["type"].startswith("multipart/x-mixed-replace")
+    image = cv2.imdecode(np.frombuffer(results["jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (120, 160, 3)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_video_stays_playable_after_a_signal(tmp_path, sig):
+    video, log = tmp_path / "run.mp4", tmp_path / "run.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--source",
+         "synthetic://?width=160&height=120&frames=0&fps=30", "--output", str(video),
+         "--log", str(log), "--refine", "none", "--quiet", "--headless"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 10):
+        time.sleep(0.2)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = log.read_text().splitlines()
+    assert all(json.loads(line)["index"] >= 0 for line in lines)  # complete, valid JSON
+    assert _video_frames(video) == len(lines) >= 10
+    assert "stopped by stop request" in out
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("", "source is empty"),
+    ("ftp://host/x", "unknown scheme ftp://"),
+    ("rtsp://", "expected rtsp://HOST"),
+    ("v4l2://camera", "expected v4l2:///dev/videoN"),
+    ("csi://x", "expected a camera number"),
+    ("synthetic://?width=abc", "width='abc' is not a number"),
+    ("synthetic://?colour=red", "unknown parameter 'colour'"),
+    ("synthetic://?width=0", "width and height must be"),
+    ("no/such/file.mp4", "video file does not exist"),
+    ("no/such/photo.jpg", "image file does not exist"),
+    ("notes.txt", "does not exist and is not a camera"),
+    ("/dev/video77", "could not be opened"),
+    ("97", "could not be opened"),
+])
+def test_bad_source_uris_are_rejected_in_one_line(uri, expected):
+    with pytest.raises(SourceError) as info:
+        open_source(uri, reconnect_timeout_s=0.1)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_source_uri_forms_that_need_hardware_say_what_is_missing():
+    from edge.errors import MissingDependencyError
+    from edge.sources import gstreamer_available
+
+    if not gstreamer_available():
+        with pytest.raises(SourceError, match="without GStreamer"):
+            open_source("csi://0")
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match="picamera2"):
+            open_source("picam://0")
+
+
+def test_good_source_uris_open(tmp_path):
+    from edge.synthetic import make_scene
+
+    cv2.imwrite(str(tmp_path / "a.png"), make_scene(40, 50, 1)[0])
+    cv2.imwrite(str(tmp_path / "b.png"), make_scene(40, 50, 2)[0])
+    for uri in (str(tmp_path), str(tmp_path / "*.png"), str(tmp_path / "a.png"),
+                f"file://{tmp_path / 'a.png'}", "synthetic://?width=32&height=24&frames=2"):
+        with open_source(uri) as source:
+            frame = source.read()
+            assert frame.image.dtype == np.uint8 and frame.image.ndim == 3
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (50, 40))
+    for _ in range(3):
+        writer.write(make_scene(40, 50, 3)[0])
+    writer.release()
+    with open_source(str(tmp_path / "clip.avi"), loop_video=True) as source:
+        frames = [source.read() for _ in range(5)]  # loops past the end
+    assert all(f is not None for f in frames)
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("gopher://x", "unknown scheme gopher://"),
+    ("out.gif", "unsupported file type .gif"),
+    ("https://127.0.0.1:8443", "https is not served"),
+    ("http://127.0.0.1:8080/page", "with no path"),
+    ("/no/such/dir/out.mp4", "does not exist"),
+])
+def test_bad_output_uris_are_rejected_in_one_line(uri, expected):
+    with pytest.raises(SinkError, match=expected):
+        open_output(uri, 15.0, load_config().http)
+
+
+def test_display_output_says_when_opencv_has_no_gui():
+    from edge.sinks import display_available
+
+    if display_available():
+        pytest.skip("this OpenCV has a GUI")
+    with pytest.raises(SinkError, match="no GUI support"):
+        open_output("display://0", 15.0, load_config().http)
+
+
+@pytest.mark.parametrize("size", [(240, 320), (480, 640), (1080, 1920)])
+def test_overlay_draws_mask_outline_and_hud_at_any_size(size):
+    frame = np.full((*size, 3), 128, np.uint8)
+    mask = np.zeros(size, bool)
+    mask[size[0] // 2:, size[1] // 2:] = True
+    hud = HudStats(29.7, {"invoke": 1.8, "refine": 9.1}, 0.93, 0.25, "light", 3)
+    out = draw_overlay(frame, mask, load_config().overlay, np.ones((7, 7), np.float32), hud)
+    assert out.shape == frame.shape and not np.array_equal(out, frame)
+    assert not np.array_equal(out[mask], frame[mask])                      # fill
+    corner = out[size[0] - 5:, : size[1] // 4]
+    assert np.array_equal(corner, frame[size[0] - 5:, : size[1] // 4])      # untouched
+    assert out[: size[0] // 10, : size[1] // 4].mean() < 120               # HUD panel
