@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from edge.config import Config, describe_key, load_config, resolve_resource
-from edge.errors import MissingDependencyError, RustsegError
+from edge.errors import ConfigError, MissingDependencyError, RustsegError
 
 _EXIT_INTERRUPTED = 130
 _EXIT_INTERNAL = 70
@@ -264,7 +264,16 @@ def _report(report) -> int:
 
 
 def _bench(args, config: Config) -> int:
-    raise RustsegError("rustseg bench is not built yet (issue: offline benchmarks)")
+    from edge.bench import BenchRequest, format_bench, run_bench
+
+    if args.source and args.data:
+        raise ConfigError("rustseg bench: give --source or --data, not both")
+    if args.frames < 1 or args.warmup < 0:
+        raise ConfigError("rustseg bench: --frames must be >= 1 and --warmup >= 0")
+    report = run_bench(config, BenchRequest(args.source, args.data, args.frames, args.warmup,
+                                            args.json_out, args.csv_out))
+    print(format_bench(report))
+    return 0
 
 
 if __name__ == "__main__":
