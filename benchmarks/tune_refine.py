@@ -36,12 +36,12 @@ from edge.runtime import CorrosionModel  # noqa: E402
 # What each path's search may change, as (low, high) ranges or choices.
 SPACE = {
     "none": {"cam_threshold": (0.15, 0.7)},
-    "full": {"fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
+    "full": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
              "crf_gauss_sxy": (1.0, 6.0), "crf_gauss_compat": (0.5, 6.0),
              "crf_bilateral_sxy": (10.0, 120.0), "crf_bilateral_srgb": (4.0, 30.0),
              "crf_bilateral_compat": (1.0, 15.0), "crf_iterations": [3, 5, 8],
              "crf_scale_px": [192, 256, 320]},
-    "light": {"fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
+    "light": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
               "light_clusters": [4, 6, 8, 10, 12], "light_colour_space": ["lab", "hsv", "bgr"],
               "light_sure_fg": (0.2, 0.8), "light_sure_bg": (0.02, 0.3),
               "light_crf_iterations": [1, 2, 3], "light_scale_px": [96, 128, 160],

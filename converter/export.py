@@ -90,6 +90,19 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> F
     return FrozenCam(convert_variables_to_constants_v2(concrete), names)
 
 
+def build_score_function(model: keras.Model, input_size: int) -> FrozenCam:
+    """The plain classifier (score only), frozen like the CAM model: the overhead baseline."""
+    sized = at_input_size(model, input_size)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
+                                                name="image")])
+    def score_only(image):
+        return {"score": tf.sigmoid(sized(tf.cast(image, tf.float32), training=False))}
+
+    return FrozenCam(convert_variables_to_constants_v2(score_only.get_concrete_function()),
+                     ("score",))
+
+
 def convert(frozen: FrozenCam, quant: str, representative: np.ndarray | None) -> bytes:
     """SavedModel round trip (keeps the signature names), then TFLite conversion."""
     input_size = frozen.function.inputs[0].shape[1]

@@ -51,16 +51,26 @@ def cam_model(model: keras.Model, cam_layer: str) -> keras.Model:
     return keras.Model(model.input, [layer.output, model.get_layer(LOGIT_LAYER).output])
 
 
+class ReferenceGradCamPP:
+    """The truth: eager GradientTape Grad-CAM++ on the Keras model (built once, then called).
+
+    Called with RGB 0..255 images [N, S, S, 3] (uint8 or float) at the model's input size;
+    returns (score [N], cam01 [N, h, w]).
+    """
+
+    def __init__(self, model: keras.Model, cam_layer: str) -> None:
+        self.features = cam_model(model, cam_layer)
+
+    def __call__(self, images_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = tf.convert_to_tensor(np.asarray(images_rgb, np.float32))
+        with tf.GradientTape() as tape:
+            activations, logit = self.features(x, training=False)
+        gradients = tape.gradient(logit, activations)
+        cam = cam_from_gradients(activations, gradients)
+        return tf.sigmoid(logit)[:, 0].numpy(), cam.numpy()
+
+
 def reference_gradcam_pp(model: keras.Model, cam_layer: str, images_rgb: np.ndarray,
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """The truth: (score [N], cam01 [N, h, w]) by eager GradientTape on the Keras model.
-
-    `images_rgb` are RGB 0..255 [N, S, S, 3] (uint8 or float) at the model's input size.
-    """
-    features = cam_model(model, cam_layer)
-    x = tf.convert_to_tensor(np.asarray(images_rgb, np.float32))
-    with tf.GradientTape() as tape:
-        activations, logit = features(x, training=False)
-    gradients = tape.gradient(logit, activations)
-    cam = cam_from_gradients(activations, gradients)
-    return tf.sigmoid(logit)[:, 0].numpy(), cam.numpy()
+    """One-off use of ReferenceGradCamPP."""
+    return ReferenceGradCamPP(model, cam_layer)(images_rgb)

@@ -98,6 +98,8 @@ class RefineConfig:
     fg_ceiling: float = spec("highest foreground probability the CAM can give a pixel",
                              range=(0.5, 1.0))
     cam_gamma: float = spec("CAM -> probability exponent; >1 sharpens the blob", range=(0.1, 5.0))
+    colour_prior_weight: float = spec("weight of the rust-colour prior blended with the CAM "
+                                      "(0: CAM only)", range=(0.0, 1.0))
     crf_scale_px: int = spec("full: longest side the dense CRF works at", range=(32, 4096))
     crf_iterations: int = spec("full: mean-field iterations", range=(1, 50))
     crf_gauss_sxy: float = spec("Gaussian (smoothness) kernel width in CRF pixels", range=(0.1, 100))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge.config import RefineConfig
+from edge.refine.colour_prior import rust_colour_score
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,20 @@ def probability_to_mask(prob_fg: np.ndarray, frame_hw: tuple[int, int]) -> np.nd
     return prob_fg > 0.5
 
 
-def foreground_probability(cam01: np.ndarray, settings: RefineConfig) -> np.ndarray:
-    """CAM level -> P(corrosion): fg_floor at 0 rising to fg_ceiling at 1 (after ** cam_gamma).
+def foreground_probability(cam01: np.ndarray, frame_bgr: np.ndarray,
+                           settings: RefineConfig) -> np.ndarray:
+    """P(corrosion) per pixel from the CAM (and the colour prior), both at the same size.
 
-    The floor keeps cold pixels from being certain background, so the colour terms can still
-    pull rust the coarse CAM missed into the mask; the ceiling does the same for hot pixels.
+    evidence = (1 - w) * cam ** cam_gamma + w * rust_colour_score, w = colour_prior_weight;
+    it maps linearly onto [fg_floor, fg_ceiling]. The floor keeps cold pixels from being
+    certain background, so the CRF's colour terms can still pull in rust the coarse CAM
+    missed; the ceiling does the same for hot pixels.
     """
-    shaped = np.power(cam01, settings.cam_gamma, dtype=np.float32)
-    return settings.fg_floor + (settings.fg_ceiling - settings.fg_floor) * shaped
+    evidence = np.power(cam01, settings.cam_gamma, dtype=np.float32)
+    weight = settings.colour_prior_weight
+    if weight > 0:
+        evidence = (1.0 - weight) * evidence + weight * rust_colour_score(frame_bgr)
+    return settings.fg_floor + (settings.fg_ceiling - settings.fg_floor) * evidence
 
 
 class ThresholdRefiner(Refiner):

@@ -19,6 +19,7 @@ class FullCrfRefiner(Refiner):
     def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
         size = working_size(frame_bgr.shape[:2], s.crf_scale_px)
-        prior = foreground_probability(resize_cam(clean_cam(cam01), size), s)
-        posterior = crf_foreground(resize_frame(frame_bgr, size), prior, s.crf_iterations, s)
+        small = resize_frame(frame_bgr, size)
+        prior = foreground_probability(resize_cam(clean_cam(cam01), size), small, s)
+        posterior = crf_foreground(small, prior, s.crf_iterations, s)
         return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

@@ -48,16 +48,17 @@ class LightRefiner(Refiner):
         size = working_size(frame_bgr.shape[:2], s.light_scale_px)
         small = resize_frame(frame_bgr, size)
         cam = resize_cam(clean_cam(cam01), size)
-        prior = self.seeded_prior(cam, colour_clusters(small, s.light_clusters,
-                                                       s.light_colour_space))
+        prior = self.seeded_prior(cam, small, colour_clusters(small, s.light_clusters,
+                                                              s.light_colour_space))
         if s.light_crf_iterations:
             prior = crf_foreground(small, prior, s.light_crf_iterations, s)
         return RefineResult(probability_to_mask(prior, frame_bgr.shape[:2]), self.name)
 
-    def seeded_prior(self, cam: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def seeded_prior(self, cam: np.ndarray, small_bgr: np.ndarray,
+                     labels: np.ndarray) -> np.ndarray:
         """P(corrosion) per pixel: the CAM's, overridden in clusters the CAM vouches for."""
         s = self.settings
-        prior = foreground_probability(cam, s)
+        prior = foreground_probability(cam, small_bgr, s)
         count = int(labels.max()) + 1
         sizes = np.bincount(labels.ravel(), minlength=count)
         heat = np.bincount(labels.ravel(), weights=cam.ravel(), minlength=count) \
