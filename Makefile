@@ -29,10 +29,11 @@ test: $(VENV)/.dev-installed
 	exit $$status
 
 bench: $(VENV)/.dev-installed
+	$(BIN)/python -m pip install --quiet -e '.[bench,peers]'
 	$(BIN)/python benchmarks/run_all.py
 
 soak: $(VENV)/.edge-installed
-	$(BIN)/python benchmarks/soak.py --frames 20000
+	$(BIN)/python benchmarks/soak.py --frames 20000 --json benchmarks/results/soak.json
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

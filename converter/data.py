@@ -30,12 +30,21 @@ _SATURATION_RANGE = (0.85, 1.15)
 
 @dataclass
 class ImageSet:
-    """uint8 RGB images [N, S, S, 3] with 0/1 labels [N], plus what was skipped and why."""
+    """uint8 RGB images [N, S, S, 3] with 0/1 labels [N], plus what was skipped and why.
+
+    `weights` [N] is each sample's share of the loss by where it came from (tiles cut from
+    one photo are many and alike, so they may count for less than whole images).
+    """
 
     images: np.ndarray
     labels: np.ndarray
     skipped: list[str] = field(default_factory=list)
     description: str = ""
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            self.weights = np.ones(len(self.labels), np.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,10 +57,23 @@ class ImageSet:
         return ImageSet(np.concatenate([self.images, other.images]),
                         np.concatenate([self.labels, other.labels]),
                         self.skipped + other.skipped,
-                        f"{self.description} + {other.description}")
+                        f"{self.description} + {other.description}",
+                        np.concatenate([self.weights, other.weights]))
 
     def subset(self, index: np.ndarray, description: str) -> "ImageSet":
-        return ImageSet(self.images[index], self.labels[index], [], description)
+        return ImageSet(self.images[index], self.labels[index], [], description,
+                        self.weights[index])
+
+    def balanced_sample_weights(self) -> np.ndarray:
+        """Source weight x class weight, so both classes carry equal total weight."""
+        weights = self.weights.astype(np.float32).copy()
+        total = weights.sum()
+        for label in (0, 1):
+            members = self.labels == label
+            share = weights[members].sum()
+            if share > 0:
+                weights[members] *= total / (2 * share)
+        return weights
 
 
 def stored_side(input_size: int) -> int:
@@ -80,7 +102,8 @@ def load_class_folders(root: str, side: int) -> ImageSet:
 
 
 def load_mask_tiles(root: str, side: int, tile: int, stride: int, positive_min: float,
-                    negative_max: float, holdout_fraction: float) -> ImageSet:
+                    negative_max: float, holdout_fraction: float,
+                    weight: float = 1.0) -> ImageSet:
     """Tiles cut from the `tune` part of an images+masks folder, labelled by mask coverage.
 
     A tile is corrosion when at least `positive_min` of its pixels are masked, no_corrosion
@@ -110,7 +133,8 @@ def load_mask_tiles(root: str, side: int, tile: int, stride: int, positive_min: 
                     labels.append(int(coverage >= positive_min))
     if not images:
         raise DataError(f"tiles from {root}: no tile fell outside the ambiguity band")
-    return ImageSet(np.stack(images), np.array(labels, np.int32), skipped, f"tiles:{root}")
+    return ImageSet(np.stack(images), np.array(labels, np.int32), skipped, f"tiles:{root}",
+                    np.full(len(labels), weight, np.float32))
 
 
 def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -172,12 +196,13 @@ def _gaussian_blur(x: tf.Tensor) -> tf.Tensor:
 
 def training_dataset(data: ImageSet, input_size: int, batch_size: int, max_hue_shift: float,
                      seed: int) -> tf.data.Dataset:
-    """Shuffled, augmented, batched (image float32 [B,S,S,3] 0..255, label float32 [B,1])."""
-    dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+    """Shuffled, augmented, batched (image float32 [B,S,S,3] 0..255, label [B,1], weight [B])."""
+    dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels,
+                                                  data.balanced_sample_weights()))
     dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
-        lambda image, label: (augment(image, input_size, max_hue_shift),
-                              tf.cast(label, tf.float32)[None]),
+        lambda image, label, weight: (augment(image, input_size, max_hue_shift),
+                                      tf.cast(label, tf.float32)[None], weight),
         num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

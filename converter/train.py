@@ -86,7 +86,7 @@ def load_training_data(request: TrainRequest, config: Config) -> tuple[ImageSet,
     if request.tiles_from:
         tiles = load_mask_tiles(request.tiles_from, side, cfg.tile_size, cfg.tile_stride,
                                 cfg.tile_positive_min, cfg.tile_negative_max,
-                                config.data.holdout_fraction)
+                                config.data.holdout_fraction, cfg.tile_weight)
         report_skipped(tiles)
         train = train.concat(tiles)
     return train, val
@@ -107,8 +107,6 @@ def train(request: TrainRequest, config: Config) -> dict:
     print(f"train: {len(train_set)} images ({positives} corrosion, {negatives} no_corrosion) "
           f"from {train_set.description}; validation: {len(val_set)} from {val_set.description}",
           flush=True)
-    class_weight = {0: len(train_set) / (2 * max(negatives, 1)),
-                    1: len(train_set) / (2 * max(positives, 1))}
     dataset = training_dataset(train_set, cfg.input_size, cfg.batch_size, cfg.max_hue_shift,
                                cfg.seed)
     val_x = evaluation_images(val_set, cfg.input_size)
@@ -131,7 +129,7 @@ def train(request: TrainRequest, config: Config) -> dict:
             if best.get("weights") is not None:
                 model.set_weights(best["weights"])  # fine-tune from the best head, not the last
             set_trainable(model, first_trainable, freeze_batchnorm=weights_path is not None)
-            _fit(model, dataset, (val_x, val_y), stage, epochs, learning_rate, cfg, class_weight,
+            _fit(model, dataset, (val_x, val_y), stage, epochs, learning_rate, cfg,
                  _EpochLog(log_file, stage, best))
     if best.get("weights") is None:
         raise DataError("training ran no epoch; set train.head_epochs or train.finetune_epochs")
@@ -152,7 +150,8 @@ def train(request: TrainRequest, config: Config) -> dict:
     return metrics
 
 
-def _fit(model, dataset, validation, stage, epochs, learning_rate, cfg, class_weight, logger):
+def _fit(model, dataset, validation, stage, epochs, learning_rate, cfg, logger):
+    """One stage; classes and sources are balanced by the dataset's sample weights."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(from_logits=True,
@@ -160,5 +159,5 @@ def _fit(model, dataset, validation, stage, epochs, learning_rate, cfg, class_we
         metrics=[keras.metrics.AUC(from_logits=True, name="auc"),
                  keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience)
-    model.fit(dataset, validation_data=validation, epochs=epochs, class_weight=class_weight,
+    model.fit(dataset, validation_data=validation, epochs=epochs,
               callbacks=[logger, stop], verbose=0, validation_batch_size=_PREDICT_BATCH)

@@ -73,6 +73,8 @@ class TrainConfig:
     tile_stride: int = spec("--tiles-from: step between tiles in pixels", range=(16, 2048))
     tile_positive_min: float = spec("--tiles-from: mask coverage at or above which a tile is "
                                     "labelled corrosion", range=(0.0, 1.0))
+    tile_weight: float = spec("--tiles-from: loss weight of one tile relative to one image",
+                              range=(0.0, 10.0))
     tile_negative_max: float = spec("--tiles-from: mask coverage at or below which a tile is "
                                     "labelled no_corrosion; tiles between are left out",
                                     range=(0.0, 1.0))
