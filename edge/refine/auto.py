@@ -54,10 +54,10 @@ class AutoRefiner(Refiner):
             self.current, self.held_frames = wanted, 0
         return self.current
 
-    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         path = self.choose()
         started = time.perf_counter()
-        result = self.paths[path].refine(cam01, frame_bgr)
+        result = self.paths[path].refine_clean(cam01, frame_bgr)
         elapsed = time.perf_counter() - started
         previous = self.cost_s[path]
         self.cost_s[path] = elapsed if previous is None else \

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge.config import RefineConfig
+from edge.imageio import to_bgr_u8
 from edge.refine.colour_prior import rust_colour_score
 
 
@@ -24,7 +25,8 @@ class RefineResult:
 
 
 class Refiner(ABC):
-    """One way of turning a heatmap into a mask. Subclasses override `refine` only."""
+    """One way of turning a heatmap into a mask. Subclasses override `refine_clean` only;
+    `refine` hands it a finite heatmap and a uint8 BGR frame whatever it was given."""
 
     name = "base"
 
@@ -32,8 +34,12 @@ class Refiner(ABC):
         self.settings = settings
         self.target_fps = target_fps  # the loop's frame budget; only `auto` acts on it
 
-    @abstractmethod
     def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        """cam01 float [h, w] (NaN/Inf tolerated), frame [H, W] or [H, W, 3|4] -> mask [H, W]."""
+        return self.refine_clean(clean_cam(cam01), to_bgr_u8(frame_bgr, "frame"))
+
+    @abstractmethod
+    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         """cam01 float32 [h, w] in 0..1, frame_bgr uint8 [H, W, 3] -> mask bool [H, W]."""
 
     def observe_frame_time(self, other_stages_s: float) -> None:
@@ -41,7 +47,9 @@ class Refiner(ABC):
 
 
 def clean_cam(cam01: np.ndarray) -> np.ndarray:
-    """A heatmap safe to use: float32, NaN/Inf -> 0, clipped to [0, 1]."""
+    """A heatmap safe to use: float32, NaN/Inf -> 0, clipped to [0, 1], at least 1x1."""
+    if np.asarray(cam01).size == 0 or np.asarray(cam01).ndim != 2:
+        return np.zeros((1, 1), np.float32)
     cam = np.nan_to_num(np.asarray(cam01, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(cam, 0.0, 1.0)
 
@@ -96,6 +104,6 @@ class ThresholdRefiner(Refiner):
 
     name = "none"
 
-    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
-        cam = resize_cam(clean_cam(cam01), frame_bgr.shape[:2])
+    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        cam = resize_cam(cam01, frame_bgr.shape[:2])
         return RefineResult(cam >= self.settings.cam_threshold, self.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.refine.base import (RefineResult, Refiner, clean_cam, foreground_probability,
+from edge.refine.base import (RefineResult, Refiner, foreground_probability,
                               probability_to_mask, resize_cam, resize_frame, working_size)
 from edge.refine.crf import crf_foreground, require_densecrf
 
@@ -16,10 +16,10 @@ class FullCrfRefiner(Refiner):
         super().__init__(settings, target_fps)
         require_densecrf()
 
-    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
         size = working_size(frame_bgr.shape[:2], s.crf_scale_px)
         small = resize_frame(frame_bgr, size)
-        prior = foreground_probability(resize_cam(clean_cam(cam01), size), small, s)
+        prior = foreground_probability(resize_cam(cam01, size), small, s)
         posterior = crf_foreground(small, prior, s.crf_iterations, s)
         return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.refine.base import (RefineResult, Refiner, clean_cam, foreground_probability,
+from edge.refine.base import (RefineResult, Refiner, foreground_probability,
                               probability_to_mask, resize_cam, resize_frame, working_size)
 from edge.refine.crf import crf_foreground, require_densecrf
 
@@ -43,11 +43,11 @@ class LightRefiner(Refiner):
         if settings.light_crf_iterations:
             require_densecrf()
 
-    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
         size = working_size(frame_bgr.shape[:2], s.light_scale_px)
         small = resize_frame(frame_bgr, size)
-        cam = resize_cam(clean_cam(cam01), size)
+        cam = resize_cam(cam01, size)
         prior = self.seeded_prior(cam, small, colour_clusters(small, s.light_clusters,
                                                               s.light_colour_space))
         if s.light_crf_iterations:
