@@ -30,15 +30,15 @@ class AutoRefiner(Refiner):
         self.cost_s: dict[str, float | None] = {"light": None, "full": None}
         self.other_s = 0.0
         self.current = "full"      # optimistic start; the first measurement corrects it
-        self.held_frames = 0
+        self.served = 0            # frames the current path has served since it was chosen
 
     def observe_frame_time(self, other_stages_s: float) -> None:
         self.other_s = max(0.0, float(other_stages_s))
 
     def choose(self) -> str:
-        """The path for the next frame (pure decision, no side effects but the hold count)."""
-        self.held_frames += 1
-        if self.held_frames < self.settings.auto_hold_frames:
+        """The path for the next frame; a path serves at least auto_hold_frames frames."""
+        if self.served < self.settings.auto_hold_frames:
+            self.served += 1
             return self.current
         full_cost = self.cost_s["full"]
         if full_cost is None:
@@ -51,7 +51,8 @@ class AutoRefiner(Refiner):
                 spare = self.budget_s * (1.0 - self.settings.auto_hysteresis)
                 wanted = "full" if frame_s <= spare else "light"
         if wanted != self.current:
-            self.current, self.held_frames = wanted, 0
+            self.current, self.served = wanted, 0
+        self.served += 1
         return self.current
 
     def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
