@@ -2,7 +2,7 @@
 
 For every (layer, input size) pair: export a float32 TFLite model with the CAM at that layer,
 run it through the edge runtime on the `tune` part of an images+masks folder, and measure
-- pooled IoU of the upsampled CAM thresholded at 0.3 .. 0.7 (masks are used for evaluation
+- pooled IoU of the upsampled CAM thresholded at 0.1 .. 0.7 (masks are used for evaluation
   only; no score gating, so this is pure localisation quality), and
 - ms per invoke (median, 1 thread, after warm-up).
 
@@ -32,7 +32,7 @@ from edge.imageio import read_image_bgr, read_mask  # noqa: E402
 from edge.metrics import SegmentationTally  # noqa: E402
 from edge.runtime import CorrosionModel  # noqa: E402
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 DEFAULT_LAYERS = ("out_relu", "block_13_expand_relu", "block_12_add", "block_10_expand_relu",
                   "block_6_expand_relu", "block_5_add")
 _WARMUP, _TIMED = 5, 30

@@ -103,11 +103,29 @@ def draw(rng: np.random.Generator, space: dict) -> dict:
     return params
 
 
+def perturb(rng: np.random.Generator, params: dict, space: dict, scale: float) -> dict:
+    """A neighbour of `params`: continuous values moved by up to `scale` of their range,
+    choices switched to another option with probability `scale`."""
+    new = dict(params)
+    for key, spec in space.items():
+        if key not in new:
+            continue
+        if isinstance(spec, list):
+            if rng.random() < scale:
+                new[key] = spec[int(rng.integers(len(spec)))]
+        else:
+            low, high = spec
+            new[key] = float(np.clip(new[key] + rng.normal(0, scale * (high - low)), low, high))
+    return new
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/rustseg_default.tflite")
     parser.add_argument("--data", default="../shared/data/vt_corrosion/train")
     parser.add_argument("--trials", type=int, default=60, help="random trials per path")
+    parser.add_argument("--local", type=int, default=20,
+                        help="then this many local steps around the best per path")
     parser.add_argument("--paths", nargs="+", default=["none", "light", "full"])
     parser.add_argument("--limit", type=int, default=0, help="use at most N search images")
     parser.add_argument("--seed", type=int, default=0)
@@ -127,7 +145,13 @@ def main() -> int:
     trials, best = [], {}
     for mode in args.paths:
         candidates = [{}] + [draw(rng, SPACE[mode]) for _ in range(args.trials)]
-        for params in candidates:
+        for step in range(len(candidates) + args.local):
+            if step < len(candidates):
+                params = candidates[step]
+            else:  # local search: shrink the step as it goes
+                scale = 0.15 * (1 - (step - len(candidates)) / max(args.local, 1)) + 0.03
+                params = perturb(rng, best[mode]["params"] or draw(rng, SPACE[mode]),
+                                 SPACE[mode], scale)
             settings = dataclasses.replace(base, **params)
             if settings.light_sure_bg >= settings.light_sure_fg:
                 continue

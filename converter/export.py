@@ -43,7 +43,7 @@ class ExportRequest:
     rep_data: str | None = None    # folder of images for int8 calibration and verification
     rep_images: int = 200
     verify_images: int = 16
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the one training chose (NAME.metrics.json), or 0.5
 
 
 def load_keras_model(path: str | Path) -> keras.Model:
@@ -265,7 +265,9 @@ def export(request: ExportRequest) -> dict:
         report = fidelity(model, request.cam_layer, out, verify)
     cam_shape = frozen.output_shape("cam")
     card = ModelCard(
-        labels=["no_corrosion", "corrosion"], threshold=request.threshold,
+        labels=["no_corrosion", "corrosion"],
+        threshold=request.threshold if request.threshold is not None else
+        float(_sidecar(request.model, ".metrics.json").get("threshold", 0.5)),
         input_size=[input_size, input_size], cam_layer=request.cam_layer,
         cam_size=[int(cam_shape[1]), int(cam_shape[2])], quantization=request.quant,
         backbone=_backbone_description(model), outputs={"score": "score", "cam": "cam"},
@@ -284,7 +286,7 @@ def _sidecar(model_path: str, suffix: str) -> dict:
 def _metrics_record(model_path: str) -> dict:
     metrics = _sidecar(model_path, ".metrics.json")
     keys = ("accuracy", "precision", "recall", "f1", "auc", "confusion", "threshold", "n_images",
-            "validation")
+            "validation", "threshold_from")
     return {k: metrics[k] for k in keys if k in metrics}
 
 

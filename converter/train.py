@@ -24,7 +24,7 @@ from converter.data import (ImageSet, evaluation_images, load_class_folders, loa
 from converter.model import build_classifier, resolve_weights, set_trainable
 from edge.config import Config
 from edge.errors import DataError
-from edge.metrics import classification_metrics
+from edge.metrics import balanced_threshold, classification_metrics
 
 _DECISION_THRESHOLD = 0.5
 _PREDICT_BATCH = 64
@@ -72,8 +72,13 @@ class _EpochLog(keras.callbacks.Callback):
         self.log_file.flush()
 
 
-def load_training_data(request: TrainRequest, config: Config) -> tuple[ImageSet, ImageSet]:
-    """(train, validation) image sets as the request and config describe them."""
+def load_training_data(request: TrainRequest, config: Config,
+                       ) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+    """(train, validation, calibration) image sets as the request and config describe them.
+
+    The calibration set is a share of the class-folder training images kept out of training
+    to choose the decision threshold, so the validation set only ever measures.
+    """
     cfg = config.train
     side = stored_side(cfg.input_size)
     train = load_class_folders(request.data, side)
@@ -83,13 +88,16 @@ def load_training_data(request: TrainRequest, config: Config) -> tuple[ImageSet,
         report_skipped(val)
     else:
         train, val = stratified_split(train, cfg.val_fraction, cfg.seed)
+    calibration = None
+    if cfg.calibration_fraction > 0:
+        train, calibration = stratified_split(train, cfg.calibration_fraction, cfg.seed + 1)
     if request.tiles_from:
         tiles = load_mask_tiles(request.tiles_from, side, cfg.tile_size, cfg.tile_stride,
                                 cfg.tile_positive_min, cfg.tile_negative_max,
                                 config.data.holdout_fraction, cfg.tile_weight)
         report_skipped(tiles)
         train = train.concat(tiles)
-    return train, val
+    return train, val, calibration
 
 
 def train(request: TrainRequest, config: Config) -> dict:
@@ -102,7 +110,7 @@ def train(request: TrainRequest, config: Config) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     weights_path = resolve_weights(cfg.weights, cfg.alpha, cfg.weights_dir)
 
-    train_set, val_set = load_training_data(request, config)
+    train_set, val_set, calibration = load_training_data(request, config)
     negatives, positives = train_set.counts()
     print(f"train: {len(train_set)} images ({positives} corrosion, {negatives} no_corrosion) "
           f"from {train_set.description}; validation: {len(val_set)} from {val_set.description}",
@@ -139,15 +147,27 @@ def train(request: TrainRequest, config: Config) -> dict:
     clean.set_weights(best["weights"])
     clean.save(out.with_suffix(".keras"))
 
-    scores = 1 / (1 + np.exp(-model.predict(val_x, batch_size=_PREDICT_BATCH, verbose=0)[:, 0]))
-    metrics = classification_metrics(val_set.labels, scores, _DECISION_THRESHOLD)
-    metrics.update(best_stage=best["stage"], best_epoch=best["epoch"],
+    threshold = _DECISION_THRESHOLD
+    if calibration is not None:
+        threshold = balanced_threshold(calibration.labels,
+                                       _scores(model, evaluation_images(calibration, cfg.input_size)))
+    scores = _scores(model, val_x)
+    metrics = classification_metrics(val_set.labels, scores, threshold)
+    metrics.update(at_threshold_0_5=classification_metrics(val_set.labels, scores, 0.5),
+                   threshold_from=(f"balanced accuracy on {len(calibration)} held-out training "
+                                   "images" if calibration is not None else "fixed 0.5"),
+                   best_stage=best["stage"], best_epoch=best["epoch"],
                    validation=request.val or f"{cfg.val_fraction:g} of {request.data}",
                    training_data=train_set.description, n_train=len(train_set),
                    labels="image-level" + (" (+ tiles labelled by mask coverage)"
                                            if request.tiles_from else ""))
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _scores(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    logits = model.predict(images, batch_size=_PREDICT_BATCH, verbose=0)[:, 0]
+    return 1 / (1 + np.exp(-logits))
 
 
 def _fit(model, dataset, validation, stage, epochs, learning_rate, cfg, logger):

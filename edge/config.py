@@ -64,6 +64,9 @@ class TrainConfig:
     patience: int = spec("early stopping: epochs without validation AUC gain", range=(1, 1000))
     dropout: float = spec("dropout before the logit", range=(0.0, 0.9))
     label_smoothing: float = spec("binary label smoothing", range=(0.0, 0.4))
+    calibration_fraction: float = spec("share of the class-folder training images held out to "
+                                       "choose the decision threshold (0: fixed 0.5)",
+                                       range=(0.0, 0.5))
     val_fraction: float = spec("share held out for validation when --val is not given",
                                range=(0.05, 0.5))
     seed: int = spec("seed for splits, shuffling, augmentation and weights", range=(0, 2**31 - 1))

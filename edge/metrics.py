@@ -36,6 +36,28 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray,
     }
 
 
+def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold with the best balanced accuracy (mean of the two class recalls).
+
+    Candidates are midpoints between consecutive distinct scores, so the result separates
+    the given scores rather than sitting on one. Falls back to 0.5 for a single class.
+    """
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, np.float64).ravel()
+    if labels.all() or not labels.any():
+        return 0.5
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2,
+                                 [distinct[-1] + 1e-6]])
+    best, best_value = 0.5, -1.0
+    for threshold in candidates:
+        predicted = scores >= threshold
+        value = (predicted[labels].mean() + (~predicted[~labels]).mean()) / 2
+        if value > best_value:
+            best, best_value = float(threshold), value
+    return best
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve via average ranks (ties get the mean rank)."""
     labels = np.asarray(labels).astype(bool).ravel()

@@ -93,3 +93,13 @@ def test_shipped_model_on_the_real_validation_split():
                           make_refiner("none", config.refine, 15))
     report = evaluate(segmenter, EvalRequest(str(folder), None))
     assert report["accuracy"] >= 0.92 and report["f1"] >= 0.92 and report["auc"] >= 0.97
+
+
+def test_balanced_threshold_separates_the_classes():
+    from edge.metrics import balanced_threshold
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    scores = np.array([0.05, 0.1, 0.3, 0.25, 0.4, 0.6, 0.7, 0.9])
+    threshold = balanced_threshold(labels, scores)
+    assert 0.3 < threshold < 0.4   # between the highest negative and the next positive
+    assert balanced_threshold(np.ones(3), np.array([0.2, 0.4, 0.9])) == 0.5
