@@ -33,18 +33,20 @@ from edge.metrics import SegmentationTally  # noqa: E402
 from edge.refine import make_refiner  # noqa: E402
 from edge.runtime import CorrosionModel  # noqa: E402
 
-# What each path's search may change, as (low, high) ranges or choices.
+# What each path's search may change, as (low, high) ranges or choices. The two paths keep
+# their roles: full works at 320 px or more with 5+ iterations (the quality path when there
+# is headroom), light at 128 px or less with a 1-2 iteration CRF (the real-time path).
 SPACE = {
     "none": {"cam_threshold": (0.15, 0.7)},
     "full": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
              "crf_gauss_sxy": (1.0, 6.0), "crf_gauss_compat": (0.5, 6.0),
              "crf_bilateral_sxy": (10.0, 120.0), "crf_bilateral_srgb": (4.0, 30.0),
-             "crf_bilateral_compat": (1.0, 15.0), "crf_iterations": [3, 5, 8],
-             "crf_scale_px": [192, 256, 320]},
+             "crf_bilateral_compat": (1.0, 15.0), "crf_iterations": [5, 8, 10],
+             "crf_scale_px": [320, 400, 480]},
     "light": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
-              "light_clusters": [4, 6, 8, 10, 12], "light_colour_space": ["lab", "hsv", "bgr"],
+              "light_clusters": [4, 6, 8, 10], "light_colour_space": ["lab", "hsv", "bgr"],
               "light_sure_fg": (0.2, 0.8), "light_sure_bg": (0.02, 0.3),
-              "light_crf_iterations": [1, 2, 3], "light_scale_px": [96, 128, 160],
+              "light_crf_iterations": [1, 2], "light_scale_px": [96, 128],
               "crf_bilateral_sxy": (5.0, 60.0), "crf_bilateral_srgb": (4.0, 30.0),
               "crf_bilateral_compat": (1.0, 15.0), "crf_gauss_compat": (0.5, 6.0)},
 }
