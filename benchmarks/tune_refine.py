@@ -36,19 +36,21 @@ from edge.runtime import CorrosionModel  # noqa: E402
 # What each path's search may change, as (low, high) ranges or choices. The two paths keep
 # their roles: full works at 320 px or more with 5+ iterations (the quality path when there
 # is headroom), light at 128 px or less with a 1-2 iteration CRF (the real-time path).
+def _crf_space(scale_choices: list, iteration_choices: list) -> dict:
+    return {"scale_px": scale_choices, "iterations": iteration_choices,
+            "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
+            "colour_prior_weight": (0.0, 0.8), "gauss_sxy": (1.0, 6.0),
+            "gauss_compat": (0.5, 6.0), "bilateral_sxy": (5.0, 120.0),
+            "bilateral_srgb": (4.0, 30.0), "bilateral_compat": (1.0, 15.0)}
+
+
 SPACE = {
-    "none": {"cam_threshold": (0.15, 0.7)},
-    "full": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
-             "crf_gauss_sxy": (1.0, 6.0), "crf_gauss_compat": (0.5, 6.0),
-             "crf_bilateral_sxy": (10.0, 120.0), "crf_bilateral_srgb": (4.0, 30.0),
-             "crf_bilateral_compat": (1.0, 15.0), "crf_iterations": [5, 8, 10],
-             "crf_scale_px": [320, 400, 480]},
-    "light": {"colour_prior_weight": (0.0, 0.8), "fg_floor": (0.02, 0.45), "fg_ceiling": (0.55, 0.98), "cam_gamma": (0.3, 2.0),
-              "light_clusters": [4, 6, 8, 10], "light_colour_space": ["lab", "hsv", "bgr"],
-              "light_sure_fg": (0.2, 0.8), "light_sure_bg": (0.02, 0.3),
-              "light_crf_iterations": [1, 2], "light_scale_px": [96, 128],
-              "crf_bilateral_sxy": (5.0, 60.0), "crf_bilateral_srgb": (4.0, 30.0),
-              "crf_bilateral_compat": (1.0, 15.0), "crf_gauss_compat": (0.5, 6.0)},
+    "none": {"refine.cam_threshold": (0.15, 0.7)},
+    "full": {f"refine.full.{k}": v for k, v in _crf_space([320, 400, 480], [5, 8, 10]).items()},
+    "light": {**{f"refine.light.{k}": v for k, v in _crf_space([96, 128], [1, 2]).items()},
+              "refine.light_clusters": [4, 6, 8, 10],
+              "refine.light_colour_space": ["lab", "hsv", "bgr"],
+              "refine.light_sure_fg": (0.2, 0.8), "refine.light_sure_bg": (0.02, 0.3)},
 }
 
 
@@ -69,9 +71,9 @@ def load_samples(model: CorrosionModel, pairs) -> list[Sample]:
     return samples
 
 
-def evaluate(samples, settings, mode: str, threshold: float) -> dict:
-    """Pooled IoU and ms per image of one path with one setting (score-gated like the loop)."""
-    refiner = make_refiner(mode, settings, 15.0)
+def evaluate(samples, config, mode: str, threshold: float) -> dict:
+    """Pooled IoU and ms per image of one path with one config (score-gated like the loop)."""
+    refiner = make_refiner(mode, config.refine, 15.0)
     tally, times = SegmentationTally(), []
     for s in samples:
         started = time.perf_counter()
@@ -143,7 +145,6 @@ def main() -> int:
     search, check = load_samples(model, search_pairs), load_samples(model, check_pairs)
     print(f"search {len(search)} images, check {len(check)} images", flush=True)
     rng = np.random.default_rng(args.seed)
-    base = config.refine
     trials, best = [], {}
     for mode in args.paths:
         candidates = [{}] + [draw(rng, SPACE[mode]) for _ in range(args.trials)]
@@ -154,10 +155,10 @@ def main() -> int:
                 scale = 0.15 * (1 - (step - len(candidates)) / max(args.local, 1)) + 0.03
                 params = perturb(rng, best[mode]["params"] or draw(rng, SPACE[mode]),
                                  SPACE[mode], scale)
-            settings = dataclasses.replace(base, **params)
-            if settings.light_sure_bg >= settings.light_sure_fg:
+            trial = config.replace(params)
+            if trial.refine.light_sure_bg >= trial.refine.light_sure_fg:
                 continue
-            result = evaluate(search, settings, mode, model.threshold)
+            result = evaluate(search, trial, mode, model.threshold)
             trials.append({"path": mode, "params": params, **result})
             print(json.dumps({"path": mode, "iou": round(result["pooled_iou"], 4),
                               "ms": round(result["ms_per_image"], 1), "params": params}),
@@ -165,8 +166,8 @@ def main() -> int:
             if result["pooled_iou"] > best.get(mode, {}).get("search_iou", -1):
                 best[mode] = {"params": params, "search_iou": result["pooled_iou"],
                               "search_ms": result["ms_per_image"]}
-        settings = dataclasses.replace(base, **best[mode]["params"])
-        best[mode]["check"] = evaluate(check, settings, mode, model.threshold)
+        best[mode]["check"] = evaluate(check, config.replace(best[mode]["params"]), mode,
+                                       model.threshold)
     report = {"model": args.model, "data": args.data, "search_images": len(search),
               "check_images": len(check), "baselines_check": baselines(check),
               "best": best, "trials": trials}

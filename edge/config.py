@@ -8,6 +8,7 @@ overrides, so a bad flag gets the same one-line error as a bad file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import sys
@@ -94,28 +95,33 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class CrfSettings:
+    """CAM -> prior mapping and dense CRF of one refine path (full and light each have one)."""
+
+    scale_px: int = spec("longest side, in px, the path works at", range=(16, 4096))
+    iterations: int = spec("mean-field iterations of the dense CRF (0: prior only)",
+                           range=(0, 50))
+    fg_floor: float = spec("P(corrosion) the coldest CAM level maps to", range=(0.0, 0.5))
+    fg_ceiling: float = spec("P(corrosion) the hottest CAM level maps to", range=(0.5, 1.0))
+    cam_gamma: float = spec("CAM ** gamma before the mapping; >1 sharpens the blob",
+                            range=(0.1, 5.0))
+    colour_prior_weight: float = spec("blend of the rust-colour prior into the CAM evidence "
+                                      "(0: CAM only)", range=(0.0, 1.0))
+    gauss_sxy: float = spec("Gaussian (smoothness) kernel width, working px", range=(0.1, 100))
+    gauss_compat: float = spec("Gaussian kernel weight", range=(0.0, 100))
+    bilateral_sxy: float = spec("bilateral kernel spatial width, working px", range=(0.1, 500))
+    bilateral_srgb: float = spec("bilateral kernel colour width (0..255 units)",
+                                 range=(0.1, 255))
+    bilateral_compat: float = spec("bilateral kernel weight", range=(0.0, 100))
+
+
+@dataclass(frozen=True)
 class RefineConfig:
     mode: str = spec("how the heatmap becomes a mask", choices=_refine_modes)
     cam_threshold: float = spec("none: CAM level (0..1) above which a pixel is corrosion",
                                 range=(0.0, 1.0))
-    fg_floor: float = spec("lowest foreground probability the CAM can give a pixel",
-                           range=(0.0, 0.5))
-    fg_ceiling: float = spec("highest foreground probability the CAM can give a pixel",
-                             range=(0.5, 1.0))
-    cam_gamma: float = spec("CAM -> probability exponent; >1 sharpens the blob", range=(0.1, 5.0))
-    colour_prior_weight: float = spec("weight of the rust-colour prior blended with the CAM "
-                                      "(0: CAM only)", range=(0.0, 1.0))
-    crf_scale_px: int = spec("full: longest side the dense CRF works at", range=(32, 4096))
-    crf_iterations: int = spec("full: mean-field iterations", range=(1, 50))
-    crf_gauss_sxy: float = spec("Gaussian (smoothness) kernel width in CRF pixels", range=(0.1, 100))
-    crf_gauss_compat: float = spec("Gaussian kernel weight", range=(0.0, 100))
-    crf_bilateral_sxy: float = spec("bilateral kernel spatial width in CRF pixels",
-                                    range=(0.1, 500))
-    crf_bilateral_srgb: float = spec("bilateral kernel colour width (0..255 units)",
-                                     range=(0.1, 255))
-    crf_bilateral_compat: float = spec("bilateral kernel weight", range=(0.0, 100))
-    light_scale_px: int = spec("light: longest side k-means and the short CRF work at",
-                               range=(16, 2048))
+    full: CrfSettings = spec("the full dense CRF path")
+    light: CrfSettings = spec("the light path's prior and short CRF")
     light_clusters: int = spec("light: k-means colour clusters", range=(2, 32))
     light_colour_space: str = spec("light: colour features for k-means",
                                    choices=("lab", "hsv", "bgr"))
@@ -123,8 +129,6 @@ class RefineConfig:
                                 range=(0.0, 1.0))
     light_sure_bg: float = spec("light: cluster mean CAM at or below which it is sure background",
                                 range=(0.0, 1.0))
-    light_crf_iterations: int = spec("light: mean-field iterations of the short CRF",
-                                     range=(0, 20))
     auto_hysteresis: float = spec("auto: fraction of the frame budget kept spare before "
                                   "switching back up to full", range=(0.0, 0.9))
     auto_hold_frames: int = spec("auto: frames a choice is held before it may change",
@@ -198,12 +202,16 @@ class Config:
         return _build(_merge(dataclasses.asdict(self), overrides, origin="option"), "option")
 
     def to_yaml(self) -> str:
-        raw = dataclasses.asdict(self)
-        for section in raw.values():
-            for key, value in section.items():
-                if isinstance(value, tuple):
-                    section[key] = list(value)
-        return yaml.safe_dump(raw, sort_keys=False)
+        return yaml.safe_dump(_plain(dataclasses.asdict(self)), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    """asdict() output with tuples as lists, so YAML writes plain sequences."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def default_config_path() -> Path:
@@ -246,16 +254,19 @@ def load_config(path: str | os.PathLike | None = None,
 
 
 def _merge(raw: dict, overrides: Mapping[str, Any], origin: str) -> dict:
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    """A deep copy of `raw` with each dotted key (`refine.full.iterations`) set."""
+    merged = copy.deepcopy(raw)
     for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        if not key or section not in _SECTIONS:
+        parts = dotted.split(".")
+        if len(parts) < 2 or parts[0] not in _SECTIONS or not all(parts):
             raise ConfigError(f"{origin} {dotted!r} is not a config key; expected SECTION.KEY "
                               f"with SECTION one of {', '.join(_SECTIONS)}")
-        merged.setdefault(section, {})
-        if not isinstance(merged[section], dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-        merged[section][key] = value
+        node = merged
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{origin} {dotted!r}: {part!r} is not a group of keys")
+        node[parts[-1]] = value
     return merged
 
 
@@ -264,28 +275,29 @@ def _build(raw: dict, origin: str) -> Config:
     if unknown:
         raise ConfigError(f"{origin}: unknown config section {unknown[0]!r}; expected one of "
                           f"{', '.join(_SECTIONS)}")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = raw.get(name)
-        if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: config section {name!r} is missing or not a mapping")
-        sections[name] = _build_section(name, cls, values, origin)
-    return Config(**sections)
+    return Config(**{name: _build_group(name, cls, raw.get(name), origin)
+                     for name, cls in _SECTIONS.items()})
 
 
-def _build_section(section: str, cls: type, values: dict, origin: str):
+def _build_group(path: str, cls: type, values: Any, origin: str):
+    """One dataclass from a mapping; fields whose type is a dataclass are nested groups."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: config section {path!r} is missing or not a mapping")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{origin}: unknown config key {section}.{unknown[0]}; known keys: "
+        raise ConfigError(f"{origin}: unknown config key {path}.{unknown[0]}; known keys: "
                           f"{', '.join(fields)}")
     checked = {}
     for name, f in fields.items():
-        key = f"{section}.{name}"
+        key = f"{path}.{name}"
         if name not in values:
             raise ConfigError(f"{origin}: config key {key} is missing")
-        checked[name] = _check_value(key, values[name], hints[name], f.metadata)
+        if dataclasses.is_dataclass(hints[name]):
+            checked[name] = _build_group(key, hints[name], values[name], origin)
+        else:
+            checked[name] = _check_value(key, values[name], hints[name], f.metadata)
     return cls(**checked)
 
 
@@ -365,11 +377,12 @@ def _show(value: Any) -> str:
 
 def describe_key(dotted: str) -> str:
     """The help text of a config key, for CLI --help."""
-    section, _, key = dotted.partition(".")
-    for f in dataclasses.fields(_SECTIONS[section]):
-        if f.name == key:
-            return f.metadata["help"]
-    raise KeyError(dotted)
+    first, *rest = dotted.split(".")
+    cls = _SECTIONS[first]
+    for part in rest:
+        f = next(f for f in dataclasses.fields(cls) if f.name == part)
+        cls = typing.get_type_hints(cls)[part]
+    return f.metadata["help"]
 
 
 _SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]

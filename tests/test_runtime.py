@@ -84,10 +84,10 @@ def test_card_missing_invalid_or_for_another_model(model_copy):
         with pytest.raises(ModelError) as info:
             CorrosionModel(model_copy)
         assert expected in _one_line(info)
-    card_path.write_text(json.dumps(dict(card, input_size=[320, 320])))
+    card_path.write_text(json.dumps(dict(card, input_size=[256, 256])))
     with pytest.raises(ModelError) as info:
         CorrosionModel(model_copy)
-    assert "says input [320, 320]" in _one_line(info)
+    assert "says input [256, 256]" in _one_line(info)
 
 
 @needs_tf

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.config import RefineConfig
+from edge.config import CrfSettings, RefineConfig
 from edge.imageio import to_bgr_u8
 from edge.refine.colour_prior import rust_colour_score
 
@@ -84,7 +84,7 @@ def probability_to_mask(prob_fg: np.ndarray, frame_hw: tuple[int, int]) -> np.nd
 
 
 def foreground_probability(cam01: np.ndarray, frame_bgr: np.ndarray,
-                           settings: RefineConfig) -> np.ndarray:
+                           settings: CrfSettings) -> np.ndarray:
     """P(corrosion) per pixel from the CAM (and the colour prior), both at the same size.
 
     evidence = (1 - w) * cam ** cam_gamma + w * rust_colour_score, w = colour_prior_weight;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.config import RefineConfig
+from edge.config import CrfSettings
 from edge.errors import MissingDependencyError
 
 _EPS = 1e-6
@@ -27,8 +27,8 @@ def require_densecrf() -> None:
                                      "pip install pydensecrf2 (or use --refine none)")
 
 
-def crf_foreground(frame_bgr: np.ndarray, prob_fg: np.ndarray, iterations: int,
-                   settings: RefineConfig) -> np.ndarray:
+def crf_foreground(frame_bgr: np.ndarray, prob_fg: np.ndarray,
+                   settings: CrfSettings) -> np.ndarray:
     """Mean-field posterior P(corrosion), float32 [h, w], for a frame and prior of equal size."""
     require_densecrf()
     height, width = prob_fg.shape
@@ -36,9 +36,9 @@ def crf_foreground(frame_bgr: np.ndarray, prob_fg: np.ndarray, iterations: int,
     unary = -np.log(np.stack([1 - prob_fg, prob_fg]).reshape(2, -1))
     crf = _densecrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, np.float32))
-    crf.addPairwiseGaussian(sxy=settings.crf_gauss_sxy, compat=settings.crf_gauss_compat)
+    crf.addPairwiseGaussian(sxy=settings.gauss_sxy, compat=settings.gauss_compat)
     rgb = np.ascontiguousarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-    crf.addPairwiseBilateral(sxy=settings.crf_bilateral_sxy, srgb=settings.crf_bilateral_srgb,
-                             rgbim=rgb, compat=settings.crf_bilateral_compat)
-    q = np.asarray(crf.inference(iterations), np.float32)
+    crf.addPairwiseBilateral(sxy=settings.bilateral_sxy, srgb=settings.bilateral_srgb,
+                             rgbim=rgb, compat=settings.bilateral_compat)
+    q = np.asarray(crf.inference(settings.iterations), np.float32)
     return q[1].reshape(height, width)

@@ -17,9 +17,9 @@ class FullCrfRefiner(Refiner):
         require_densecrf()
 
     def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
-        s = self.settings
-        size = working_size(frame_bgr.shape[:2], s.crf_scale_px)
+        crf = self.settings.full
+        size = working_size(frame_bgr.shape[:2], crf.scale_px)
         small = resize_frame(frame_bgr, size)
-        prior = foreground_probability(resize_cam(cam01, size), small, s)
-        posterior = crf_foreground(small, prior, s.crf_iterations, s)
+        prior = foreground_probability(resize_cam(cam01, size), small, crf)
+        posterior = crf_foreground(small, prior, crf) if crf.iterations else prior
         return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

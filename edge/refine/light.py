@@ -40,31 +40,31 @@ class LightRefiner(Refiner):
 
     def __init__(self, settings, target_fps: float = 0.0) -> None:
         super().__init__(settings, target_fps)
-        if settings.light_crf_iterations:
+        if settings.light.iterations:
             require_densecrf()
 
     def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
-        size = working_size(frame_bgr.shape[:2], s.light_scale_px)
+        size = working_size(frame_bgr.shape[:2], s.light.scale_px)
         small = resize_frame(frame_bgr, size)
         cam = resize_cam(cam01, size)
         prior = self.seeded_prior(cam, small, colour_clusters(small, s.light_clusters,
                                                               s.light_colour_space))
-        if s.light_crf_iterations:
-            prior = crf_foreground(small, prior, s.light_crf_iterations, s)
+        if s.light.iterations:
+            prior = crf_foreground(small, prior, s.light)
         return RefineResult(probability_to_mask(prior, frame_bgr.shape[:2]), self.name)
 
     def seeded_prior(self, cam: np.ndarray, small_bgr: np.ndarray,
                      labels: np.ndarray) -> np.ndarray:
         """P(corrosion) per pixel: the CAM's, overridden in clusters the CAM vouches for."""
         s = self.settings
-        prior = foreground_probability(cam, small_bgr, s)
+        prior = foreground_probability(cam, small_bgr, s.light)
         count = int(labels.max()) + 1
         sizes = np.bincount(labels.ravel(), minlength=count)
         heat = np.bincount(labels.ravel(), weights=cam.ravel(), minlength=count) \
             / np.maximum(sizes, 1)
         sure_fg = (heat >= s.light_sure_fg)[labels] & (cam > s.light_sure_bg)
         sure_bg = (heat <= s.light_sure_bg)[labels]
-        prior = np.where(sure_fg, np.maximum(prior, s.fg_ceiling), prior)
-        prior = np.where(sure_bg, np.minimum(prior, s.fg_floor), prior)
+        prior = np.where(sure_fg, np.maximum(prior, s.light.fg_ceiling), prior)
+        prior = np.where(sure_bg, np.minimum(prior, s.light.fg_floor), prior)
         return prior.astype(np.float32)
