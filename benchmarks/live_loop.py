@@ -36,8 +36,8 @@ def _run(mode: str, source: str, target_fps: float = 15.0) -> dict:
 
 
 def main() -> None:
-    full_speed = "synthetic://?width=640&height=480&frames=0&seed=8"
-    live = "synthetic://?width=640&height=480&frames=0&seed=8&fps=30"
+    full_speed = "synthetic://?width=640&height=480&frames=0&seed=3"
+    live = "synthetic://?width=640&height=480&frames=0&seed=3&fps=30"
     rows = {f"{mode}_full_speed": _run(mode, full_speed) for mode in ("light", "full", "auto")}
     rows.update({f"{mode}_live30": _run(mode, live) for mode in ("light", "auto")})
     for name, row in rows.items():

@@ -60,7 +60,7 @@ def soak(frames: int, refine: str = "light", width: int = 640, height: int = 480
     with tempfile.TemporaryDirectory() as scratch:
         log_path = Path(scratch) / "soak.jsonl"
         # frames=0: the clip repeats, so the source never ends before --frames does.
-        with open_source(f"synthetic://?width={width}&height={height}&frames=0&seed=11") \
+        with open_source(f"synthetic://?width={width}&height={height}&frames=0&seed=3") \
                 as source, JsonlLogSink(log_path) as log:
             options = LoopOptions(frames=frames, queue_depth=config.loop.queue_depth,
                                   overlay=config.overlay, print_frames=False)

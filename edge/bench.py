@@ -28,7 +28,7 @@ from edge.segment import Segmenter
 from edge.sources import open_source
 
 BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "refine", "overlay", "total")
-DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"
+DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"  # the demo clip
 
 
 @dataclass(frozen=True)

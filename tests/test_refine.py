@@ -117,4 +117,10 @@ def test_scheduler_has_hysteresis_and_holds_its_choice():
     auto.current, auto.cost_s["full"] = "light", 0.018
     assert set(_paths(auto, 6, other_s=0.0)) == {"light"}
     held = _scheduler(50, 0.001, 0.03, hold=4)
-    assert _paths(held, 4, other_s=0.0) == ["full"] * 4                  # held 4 frames
+    held.current, held.served, held.cost_s["full"] = "full", 0, 0.019
+    assert _paths(held, 6, other_s=0.0) == ["full"] * 4 + ["light"] * 2  # held 4 frames
+
+
+def test_scheduler_probes_full_once_then_decides():
+    used = _paths(_scheduler(50, 0.001, 0.03, hold=10), 5, other_s=0.0)
+    assert used == ["full"] + ["light"] * 4   # no run of slow frames at start-up

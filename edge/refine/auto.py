@@ -4,7 +4,8 @@ Budget: 1 / target_fps. The scheduler knows how long the rest of the pipeline to
 frame (`observe_frame_time`) and keeps a running estimate of each path's own cost. It picks
 full when rest + full cost fits the budget with `auto_hysteresis` to spare, drops to light as
 soon as rest + full cost exceeds the budget, and holds any choice for `auto_hold_frames`
-frames, so a noisy frame time does not make it flap.
+frames, so a noisy frame time does not make it flap. It starts on light and spends a single
+probe frame on full to learn its cost, so a slow device never backs up on its first frames.
 """
 
 from __future__ import annotations
@@ -29,27 +30,28 @@ class AutoRefiner(Refiner):
         self.budget_s = 1.0 / target_fps
         self.cost_s: dict[str, float | None] = {"light": None, "full": None}
         self.other_s = 0.0
-        self.current = "full"      # optimistic start; the first measurement corrects it
-        self.served = 0            # frames the current path has served since it was chosen
+        self.current = "light"     # safe start; full is probed on one frame to learn its cost
+        # Frames the current path has served since it was chosen; starting "full" lets the
+        # first decision come right after the probe.
+        self.served = settings.auto_hold_frames
 
     def observe_frame_time(self, other_stages_s: float) -> None:
         self.other_s = max(0.0, float(other_stages_s))
 
     def choose(self) -> str:
         """The path for the next frame; a path serves at least auto_hold_frames frames."""
+        full_cost = self.cost_s["full"]
+        if full_cost is None:
+            return "full"  # never measured: one probe frame, then decide on its cost
         if self.served < self.settings.auto_hold_frames:
             self.served += 1
             return self.current
-        full_cost = self.cost_s["full"]
-        if full_cost is None:
-            wanted = "full"  # never measured: try it once
+        frame_s = self.other_s + full_cost
+        if self.current == "full":
+            wanted = "full" if frame_s <= self.budget_s else "light"
         else:
-            frame_s = self.other_s + full_cost
-            if self.current == "full":
-                wanted = "full" if frame_s <= self.budget_s else "light"
-            else:
-                spare = self.budget_s * (1.0 - self.settings.auto_hysteresis)
-                wanted = "full" if frame_s <= spare else "light"
+            spare = self.budget_s * (1.0 - self.settings.auto_hysteresis)
+            wanted = "full" if frame_s <= spare else "light"
         if wanted != self.current:
             self.current, self.served = wanted, 0
         self.served += 1
