@@ -18,11 +18,13 @@ def main() -> None:
     import tensorflow as tf
 
     from converter.gradcam import ReferenceGradCamPP
+    from converter.model import at_input_size
     from edge.runtime import CorrosionModel
 
     card = json.loads(DEFAULT_TFLITE.with_suffix(".json").read_text())
     layer, size = card["cam_layer"], card["input_size"][0]
-    model = keras.models.load_model(DEFAULT_KERAS)
+    # The shipped model runs at the card's input size, so the Keras reference does too.
+    model = at_input_size(keras.models.load_model(DEFAULT_KERAS), size)
     runtime = CorrosionModel(DEFAULT_TFLITE, threads=1)
     images = real_images(8, size, seed=2)
     image = images[0]
@@ -56,7 +58,7 @@ def main() -> None:
     save("cam_vs_gradienttape", report)
     labels = [k for k, v in timings.items() if v]
     bar_plot("cam_vs_gradienttape", labels, [timings[k] for k in labels], "ms per image (median)",
-             "Grad-CAM++ per 224x224 frame: in-graph TFLite vs eager TF", log=True)
+             f"Grad-CAM++ per {size}x{size} frame: in-graph TFLite vs eager TF", log=True)
     print(json.dumps(report, indent=2))
 
 
