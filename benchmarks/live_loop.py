@@ -31,6 +31,7 @@ def _run(mode: str, source: str, target_fps: float = 15.0) -> dict:
     return {"refine": mode, "fps": report.fps, "frames_written": report.frames_written,
             "dropped": report.dropped, "paths": report.paths,
             "lag_frames_p50": float(np.median(report.lag_frames)),
+            "lag_frames_p95": float(np.percentile(report.lag_frames, 95)),
             "lag_frames_max": int(max(report.lag_frames)),
             "stage_p50_ms": {k: v["p50"] for k, v in stages.items()}}
 

@@ -7,7 +7,9 @@ thread because GUI windows must live there.
 
 Stopping (end of source, --frames reached, a stop request from a signal or a display window)
 stops capture only; frames already inside the pipeline are finished and written, so that
-frames read == frames written + frames the live source dropped, exactly.
+frames read == frames written + frames dropped, exactly. Only live sources drop frames: the
+capture thread keeps the newest frame, and a stage that falls behind lets the next queue
+drop its oldest frame rather than show the inspector the past.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class Pipeline:
         self._failure: BaseException | None = None
         self._queues = [queue.Queue(options.queue_depth) for _ in range(3)]
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
+        self._taken = 0                  # frames taken from the source
+        self._pipeline_dropped = 0       # stale live frames dropped between stages
+        self._drop_lock = threading.Lock()
 
     def run(self) -> RunReport:
         started = time.perf_counter()
@@ -121,7 +126,9 @@ class Pipeline:
             for worker in workers:
                 worker.join(timeout=5.0)
             self.report.wall_s = time.perf_counter() - started
-            self.report.dropped = self.source.dropped
+            self.report.dropped = self._dropped()
+            # Read = everything the source delivered, including frames it overwrote itself.
+            self.report.frames_read = self._taken + self.source.dropped
         if self._failure is not None:
             raise self._failure
         return self.report
@@ -130,7 +137,7 @@ class Pipeline:
 
     def _capture(self) -> None:
         limit = self.options.frames
-        while not self.stop.is_set() and not (limit and self.report.frames_read >= limit):
+        while not self.stop.is_set() and not (limit and self._taken >= limit):
             times = StageTimes()
             with times.stage("capture"):
                 frame = self.source.read()
@@ -138,11 +145,11 @@ class Pipeline:
                 if self.source.ended:
                     break
                 continue  # live source with nothing new yet
-            self.report.frames_read += 1
+            self._taken += 1
             self._put(0, _Item(frame, times))
         if self.stop.is_set() and self.report.stopped_by == "end of source":
             self.report.stopped_by = "stop request"
-        elif limit and self.report.frames_read >= limit:
+        elif limit and self._taken >= limit:
             self.report.stopped_by = f"--frames {limit}"
         self._put(0, _END)
 
@@ -155,8 +162,9 @@ class Pipeline:
     def _refine(self) -> None:
         for item in self._drain(1):
             item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
-            others = [ms for name, ms in item.times.ms.items() if name != "refine"]
-            # Stages overlap, so the slowest other stage (not their sum) bounds the frame rate.
+            others = [ms for name, ms in item.times.ms.items() if name not in ("refine", "capture")]
+            # Stages overlap, so the slowest other stage (not their sum) bounds the frame rate;
+            # capture time is mostly waiting for the camera, not work, so it does not count.
             self.segmenter.refiner.observe_frame_time(max(others, default=0.0) / 1000.0)
             self._put(2, item)
         self._put(2, _END)
@@ -184,6 +192,10 @@ class Pipeline:
 
     # --- helpers --------------------------------------------------------------------------
 
+    def _dropped(self) -> int:
+        """Live frames never shown: overwritten in the capture thread or stale in a queue."""
+        return self.source.dropped + self._pipeline_dropped
+
     def _write_all(self, out: OutputFrame) -> None:
         for sink in list(self.sinks):
             try:
@@ -209,7 +221,7 @@ class Pipeline:
         fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
             window[-1] > window[0] else 0.0
         return HudStats(fps, dict(times.ms), result.score, result.corroded_fraction,
-                        result.path, self.source.dropped)
+                        result.path, self._dropped())
 
     def _record(self, frame: Frame, result, times: StageTimes) -> dict:
         return {"index": frame.index, "name": frame.name,
@@ -217,7 +229,7 @@ class Pipeline:
                 "score": round(result.score, 5), "valid": result.valid,
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
-                "dropped": self.source.dropped,
+                "dropped": self._dropped(),
                 "lag_frames": max(0, self.source.latest_index - frame.index)}
 
     def _account(self, frame: Frame, result, times: StageTimes) -> None:
@@ -229,6 +241,12 @@ class Pipeline:
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
 
     def _put(self, stage: int, item) -> None:
+        """Hand `item` to the next stage. From a live source a full queue drops its oldest
+        frame (counted as dropped) so the overlay stays close to the newest capture; from
+        files every frame waits its turn."""
+        if self.source.live and item is not _END:
+            self._put_newest(self._queues[stage], item)
+            return
         while True:
             if self._failure is not None:
                 return
@@ -237,6 +255,22 @@ class Pipeline:
                 return
             except queue.Full:
                 continue
+
+    def _put_newest(self, target: queue.Queue, item) -> None:
+        while True:
+            try:
+                target.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    stale = target.get_nowait()
+                except queue.Empty:
+                    continue
+                if stale is _END:  # never lose the end marker (it is put last anyway)
+                    target.put(stale)
+                    return
+                with self._drop_lock:
+                    self._pipeline_dropped += 1
 
     def _drain(self, stage: int):
         while True:
