@@ -25,7 +25,11 @@ def main() -> None:
         rows[mode] = evaluate(segmenter, EvalRequest(str(data), None, "holdout",
                                                      config.data.holdout_fraction))
         print(mode, rows[mode]["pooled_iou"], rows[mode]["ms_per_image"])
+    from tune_refine import baselines, load_samples
+    from edge.datasets import find_masked_images
+    holdout = find_masked_images(data, "holdout", config.data.holdout_fraction)
     report = {"model": str(DEFAULT_TFLITE), "data": str(data), "split": "holdout",
+              "baselines": baselines(load_samples(model, holdout)),
               "frame_size": "512x512", "threads": config.model.threads, "paths": rows,
               "light_over_full_iou": rows["light"]["pooled_iou"] / max(rows["full"]["pooled_iou"], 1e-9),
               "full_over_light_time": rows["full"]["ms_per_image"] / rows["light"]["ms_per_image"]}
