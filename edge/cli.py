@@ -9,6 +9,7 @@ mirror a config key carry that key as their `dest` (`refine.mode`) and default t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -171,12 +172,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
 
 def _require_tensorflow(command: str) -> None:
+    """A one-line message instead of an ImportError deep inside converter/ (and edge/ itself
+    never imports TensorFlow: this only asks whether it is installed)."""
     try:
-        import tensorflow  # noqa: F401  (only to give a clear message when missing)
-    except ImportError:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         raise MissingDependencyError(
             f"rustseg {command} needs TensorFlow: pip install 'rustseg-edge[train]' "
-            "(from a checkout: pip install -e '.[train]')") from None
+            "(from a checkout: pip install -e '.[train]')")
 
 
 def _show_config(args, config: Config) -> int:
