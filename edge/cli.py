@@ -9,6 +9,7 @@ mirror a config key carry that key as their `dest` (`refine.mode`) and default t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -252,9 +253,10 @@ def _run(args, config: Config) -> int:
 def _demo(args, config: Config) -> int:
     from edge.app import demo_request, run_loop
 
-    request = demo_request(config)
-    request = type(request)(**{**request.__dict__, "log": args.log or request.log,
-                               "save_masks": args.save_masks, "print_frames": not args.quiet})
+    request = dataclasses.replace(demo_request(config), save_masks=args.save_masks,
+                                  print_frames=not args.quiet)
+    if args.log:
+        request = dataclasses.replace(request, log=args.log)
     report = run_loop(config, request)
     code = _report(report)
     print(f"wrote {request.outputs[0]} and {request.log}")
