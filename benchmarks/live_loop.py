@@ -30,10 +30,15 @@ def _run(mode: str, source: str, target_fps: float = 15.0) -> dict:
     stages = report.summary()["stages"]
     return {"refine": mode, "fps": report.fps, "frames_written": report.frames_written,
             "dropped": report.dropped, "paths": report.paths,
-            "lag_frames_p50": float(np.median(report.lag_frames)),
-            "lag_frames_p95": float(np.percentile(report.lag_frames, 95)),
-            "lag_frames_max": int(max(report.lag_frames)),
+            **_lag(report.lag_frames),
             "stage_p50_ms": {k: v["p50"] for k, v in stages.items()}}
+
+
+def _lag(lags: list[int]) -> dict:
+    if not lags:  # every-frame sources: frames are read ahead on purpose, lag means nothing
+        return {}
+    return {"lag_frames_p50": float(np.median(lags)),
+            "lag_frames_p95": float(np.percentile(lags, 95)), "lag_frames_max": int(max(lags))}
 
 
 def main() -> None:

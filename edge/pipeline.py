@@ -192,6 +192,11 @@ class Pipeline:
 
     # --- helpers --------------------------------------------------------------------------
 
+    def _lag(self, frame: Frame) -> int | None:
+        """Frames the overlay trails the newest capture; only meaningful for live sources
+        (files are read ahead on purpose and every frame is shown)."""
+        return max(0, self.source.latest_index - frame.index) if self.source.live else None
+
     def _dropped(self) -> int:
         """Live frames never shown: overwritten in the capture thread or stale in a queue."""
         return self.source.dropped + self._pipeline_dropped
@@ -230,14 +235,15 @@ class Pipeline:
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
                 "dropped": self._dropped(),
-                "lag_frames": max(0, self.source.latest_index - frame.index)}
+                "lag_frames": self._lag(frame)}
 
     def _account(self, frame: Frame, result, times: StageTimes) -> None:
         for name, ms in times.ms.items():
             self.report.stage_ms.setdefault(name, []).append(ms)
         self.report.stage_ms.setdefault("latency", []).append(
             (time.time() - frame.captured_at) * 1000.0)
-        self.report.lag_frames.append(max(0, self.source.latest_index - frame.index))
+        if self.source.live:
+            self.report.lag_frames.append(self._lag(frame))
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
 
     def _put(self, stage: int, item) -> None:
