@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_report  # noqa: E402
 
 from converter.export import ExportRequest, export  # noqa: E402
 from edge.datasets import find_masked_images  # noqa: E402
@@ -87,9 +90,6 @@ def main() -> int:
     report = {"model": args.model, "data": args.data, "split": args.split,
               "n_images": len(pairs), "machine": platform.processor() or platform.machine(),
               "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"CAM layer x input size on {args.data} ({args.split}, {len(pairs)} images); pooled "
              "IoU of the thresholded, upsampled CAM; ms per invoke p50 (1 thread)", "",
              "| layer | input | cam | IoU@0.5 | best IoU (thr) | ms/invoke |",
@@ -98,8 +98,7 @@ def main() -> int:
         lines.append(f"| {r['layer']} | {r['input_size']} | {r['cam_size'][0]}x{r['cam_size'][1]}"
                      f" | {r['pooled_iou_at_0.5']:.3f} | {r['best_pooled_iou']:.3f} "
                      f"({r['best_threshold']:.1f}) | {r['ms_per_invoke_p50']:.2f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, report, lines)
     return 0
 
 

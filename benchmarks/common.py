@@ -47,6 +47,15 @@ def save(name: str, report: dict) -> Path:
     return path
 
 
+def write_report(out_stem: str | Path, report: dict, table_lines: list[str]) -> None:
+    """OUT.json (the full report) and OUT.md (a human table), also printed."""
+    out = Path(out_stem)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(table_lines) + "\n")
+    print("\n".join(table_lines))
+
+
 def bar_plot(name: str, labels: list[str], values: list[float], ylabel: str, title: str,
              log: bool = False) -> Path:
     import matplotlib

@@ -25,6 +25,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_report  # noqa: E402
 
 from edge.config import load_config  # noqa: E402
 from edge.datasets import find_masked_images  # noqa: E402
@@ -172,9 +175,6 @@ def main() -> int:
     report = {"model": args.model, "data": args.data, "search_images": len(search),
               "check_images": len(check), "baselines_check": baselines(check),
               "best": best, "trials": trials}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"Refine tuning on {args.data} (tune part: {len(search)} search / {len(check)} "
              f"check images), model {args.model}", "",
              f"Baselines on the check images: all-rust IoU "
@@ -186,8 +186,7 @@ def main() -> int:
         lines.append(f"| {mode} | {b['search_iou']:.3f} | {b['check']['pooled_iou']:.3f} | "
                      f"{b['check']['pooled_f1']:.3f} | {b['check']['ms_per_image']:.1f} | "
                      f"{json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in b['params'].items()})} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, report, lines)
     return 0
 
 

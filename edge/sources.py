@@ -149,8 +149,8 @@ class SyntheticClipSource(FrameSource):
         from edge.synthetic import iter_clip
 
         self.frames = frames
-        self._clip = iter_clip(width, height, frames or 600, seed)
         self._make = lambda: iter_clip(width, height, frames or 600, seed)
+        self._clip = self._make()
         self.count = 0
 
     def read(self) -> Frame | None:

@@ -21,7 +21,10 @@ except ImportError:  # reported when a CRF path is actually built, not at import
     _densecrf = None
 
 
-def require_densecrf() -> None:
+def require_densecrf(settings: CrfSettings | None = None) -> None:
+    """MissingDependencyError unless pydensecrf is importable (or `settings` runs no CRF)."""
+    if settings is not None and not settings.iterations:
+        return
     if _densecrf is None:
         raise MissingDependencyError("the light/full refine paths need pydensecrf2: "
                                      "pip install pydensecrf2 (or use --refine none)")
@@ -29,7 +32,11 @@ def require_densecrf() -> None:
 
 def crf_foreground(frame_bgr: np.ndarray, prob_fg: np.ndarray,
                    settings: CrfSettings) -> np.ndarray:
-    """Mean-field posterior P(corrosion), float32 [h, w], for a frame and prior of equal size."""
+    """Mean-field posterior P(corrosion), float32 [h, w], for a frame and prior of equal size.
+
+    With `settings.iterations == 0` there is no CRF: the prior is returned as it is."""
+    if not settings.iterations:
+        return prob_fg
     require_densecrf()
     height, width = prob_fg.shape
     prob_fg = np.clip(prob_fg, _EPS, 1 - _EPS).astype(np.float32)

@@ -14,12 +14,12 @@ class FullCrfRefiner(Refiner):
 
     def __init__(self, settings, target_fps: float = 0.0) -> None:
         super().__init__(settings, target_fps)
-        require_densecrf()
+        require_densecrf(settings.full)
 
     def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         crf = self.settings.full
         size = working_size(frame_bgr.shape[:2], crf.scale_px)
         small = resize_frame(frame_bgr, size)
         prior = foreground_probability(resize_cam(cam01, size), small, crf)
-        posterior = crf_foreground(small, prior, crf) if crf.iterations else prior
+        posterior = crf_foreground(small, prior, crf)
         return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

@@ -40,8 +40,7 @@ class LightRefiner(Refiner):
 
     def __init__(self, settings, target_fps: float = 0.0) -> None:
         super().__init__(settings, target_fps)
-        if settings.light.iterations:
-            require_densecrf()
+        require_densecrf(settings.light)
 
     def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
@@ -50,8 +49,7 @@ class LightRefiner(Refiner):
         cam = resize_cam(cam01, size)
         prior = self.seeded_prior(cam, small, colour_clusters(small, s.light_clusters,
                                                               s.light_colour_space))
-        if s.light.iterations:
-            prior = crf_foreground(small, prior, s.light)
+        prior = crf_foreground(small, prior, s.light)
         return RefineResult(probability_to_mask(prior, frame_bgr.shape[:2]), self.name)
 
     def seeded_prior(self, cam: np.ndarray, small_bgr: np.ndarray,
