@@ -1,4 +1,5 @@
-"""`rustseg export`: one TFLite file that returns the corrosion score AND its Grad-CAM++ map.
+"""`rustseg export`: one TFLite file that returns the corrosion score AND its Grad-CAM++ map
+(and, for a model with a distilled segmentation head, its `seg` map: model contract v2).
 
 Recipe (each step avoids one pitfall listed in DESIGN.md):
 1. clone the Keras model with builtin-op gradients (no Relu6Grad / depthwise backprop Flex ops);
@@ -6,7 +7,8 @@ Recipe (each step avoids one pitfall listed in DESIGN.md):
 3. freeze variables into constants (live variables leave READ_VARIABLE ops that return garbage);
 4. save the frozen function as a SavedModel signature so the outputs keep the names `score` and
    `cam` (freezing alone drops them), then convert that SavedModel;
-5. verify: load the file with the edge runtime and compare with the reference Grad-CAM++.
+5. verify: load the file with the edge runtime and compare with the reference Grad-CAM++, and
+   `seg` with the Keras student's own output.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from converter.builtin_grad import with_builtin_gradients
 from converter.gradcam import cam_from_gradients, cam_model, reference_gradcam_pp
 from converter.model import at_input_size
+from converter.student import SEG_LAYER, SEG_STRIDE, has_head
 from edge.errors import ConfigError, DataError, ModelError
 from edge.modelcard import ModelCard, sha256_hex
 
@@ -82,17 +85,26 @@ class FrozenCam:
 
 
 def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> FrozenCam:
-    """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]}."""
+    """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]} and, when the
+    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass."""
     graph_model = with_builtin_gradients(model, input_size)
     features = cam_model(graph_model, cam_layer)
+    with_seg = has_head(graph_model)
+    if with_seg:
+        features = keras.Model(features.input, [*features.outputs,
+                                                graph_model.get_layer(SEG_LAYER).output])
 
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
                                                 name="image")])
     def score_and_cam(image):
         with tf.GradientTape() as tape:
-            activations, logit = features(tf.cast(image, tf.float32), training=False)
+            outputs = features(tf.cast(image, tf.float32), training=False)
+            activations, logit = outputs[0], outputs[1]
         gradients = tape.gradient(logit, activations)
-        return {"score": tf.sigmoid(logit), "cam": cam_from_gradients(activations, gradients)}
+        named = {"score": tf.sigmoid(logit), "cam": cam_from_gradients(activations, gradients)}
+        if with_seg:
+            named["seg"] = outputs[2][..., 0]
+        return named
 
     concrete = score_and_cam.get_concrete_function()
     # Freezing flattens the dict in tf.nest order (sorted keys); keep that order to undo it.
@@ -206,25 +218,44 @@ def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.nd
     """Exported file vs the reference on the same uint8 images: score and CAM agreement."""
     from edge.runtime import CorrosionModel
 
-    ref_scores, ref_cams = reference_gradcam_pp(at_input_size(model, images.shape[1]), cam_layer,
-                                                images)
+    sized = at_input_size(model, images.shape[1])
+    ref_scores, ref_cams = reference_gradcam_pp(sized, cam_layer, images)
     runner = CorrosionModel(model_path, threads=1, require_card=False)
     score_diff, cam_max_diff, correlations, ious = [], [], [], []
-    for image, ref_score, ref_cam in zip(images, ref_scores, ref_cams):
-        score, cam = runner.invoke_rgb(image)
+    seg_max_diff, seg_ious = [], []
+    ref_segs = keras_seg(sized, images) if has_head(sized) else [None] * len(images)
+    for image, ref_score, ref_cam, ref_seg in zip(images, ref_scores, ref_cams, ref_segs):
+        score, cam, seg = runner.invoke_rgb(image)
         score_diff.append(abs(score - ref_score))
         cam_max_diff.append(float(np.abs(cam - ref_cam).max()))
         correlations.append(_correlation(cam, ref_cam))
-        ours, theirs = cam >= 0.5, ref_cam >= 0.5
-        union = np.count_nonzero(ours | theirs)
-        ious.append(np.count_nonzero(ours & theirs) / union if union else 1.0)
-    return {"n_images": len(images),
-            "score_max_abs_diff": float(np.max(score_diff)),
-            "cam_max_abs_diff": float(np.max(cam_max_diff)),
-            "cam_correlation_min": float(np.min(correlations)),
-            "cam_correlation_mean": float(np.mean(correlations)),
-            "cam_mask_iou_at_0.5_min": float(np.min(ious)),
-            "cam_mask_iou_at_0.5_mean": float(np.mean(ious))}
+        ious.append(_iou_at_half(cam, ref_cam))
+        if ref_seg is not None:
+            seg_max_diff.append(float(np.abs(seg - ref_seg).max()))
+            seg_ious.append(_iou_at_half(seg, ref_seg))
+    report = {"n_images": len(images),
+              "score_max_abs_diff": float(np.max(score_diff)),
+              "cam_max_abs_diff": float(np.max(cam_max_diff)),
+              "cam_correlation_min": float(np.min(correlations)),
+              "cam_correlation_mean": float(np.mean(correlations)),
+              "cam_mask_iou_at_0.5_min": float(np.min(ious)),
+              "cam_mask_iou_at_0.5_mean": float(np.mean(ious))}
+    if seg_max_diff:
+        report.update({"seg_max_abs_diff": float(np.max(seg_max_diff)),
+                       "seg_mask_iou_at_0.5_min": float(np.min(seg_ious))})
+    return report
+
+
+def keras_seg(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The Keras student's P(corrosion) maps [N, h, w] for uint8 RGB images at its input size."""
+    seg_model = keras.Model(model.input, model.get_layer(SEG_LAYER).output)
+    return seg_model.predict(images.astype(np.float32), verbose=0)[..., 0]
+
+
+def _iou_at_half(ours: np.ndarray, theirs: np.ndarray) -> float:
+    ours, theirs = ours >= 0.5, theirs >= 0.5
+    union = np.count_nonzero(ours | theirs)
+    return np.count_nonzero(ours & theirs) / union if union else 1.0
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -274,17 +305,22 @@ def export(request: ExportRequest) -> dict:
         verify = sample_images(request.rep_data, input_size, request.verify_images, seed=1)
         report = fidelity(model, request.cam_layer, out, verify)
     cam_shape = frozen.output_shape("cam")
+    v2 = "seg" in frozen.output_names
     card = ModelCard(
         labels=["no_corrosion", "corrosion"],
         threshold=request.threshold if request.threshold is not None else
         float(_sidecar(request.model, ".metrics.json").get("threshold", 0.5)),
         input_size=[input_size, input_size], cam_layer=request.cam_layer,
         cam_size=[int(cam_shape[1]), int(cam_shape[2])], quantization=request.quant,
-        backbone=_backbone_description(model), outputs={"score": "score", "cam": "cam"},
+        backbone=_backbone_description(model),
+        outputs={name: name for name in frozen.output_names},
         training=_training_record(request.model), validation_metrics=_metrics_record(request.model),
         model_sha256=sha256_hex(model_bytes), fidelity=report,
         notes=f"exported {datetime.date.today().isoformat()} from {Path(request.model).name}. "
-              f"{_QUANT_NOTES[request.quant]}")
+              f"{_QUANT_NOTES[request.quant]}",
+        contract=2 if v2 else 1,
+        seg_size=[int(v) for v in frozen.output_shape("seg")[1:3]] if v2 else None,
+        student=_sidecar(request.model, ".metrics.json").get("student", {}) if v2 else {})
     card.write(out)
     return report
 
@@ -310,4 +346,6 @@ def _training_record(model_path: str) -> dict:
 
 
 def _backbone_description(model: keras.Model) -> str:
-    return f"MobileNetV2 ({model.name}), GAP -> Dense(1) logit -> sigmoid"
+    head = (f"; seg head on the same features, stride {SEG_STRIDE} -> sigmoid"
+            if has_head(model) else "")
+    return f"MobileNetV2 ({model.name}), GAP -> Dense(1) logit -> sigmoid{head}"

@@ -17,9 +17,7 @@ from pathlib import Path
 
 from edge.config import Config, resolve_resource
 from edge.pipeline import LoopOptions, Pipeline, RunReport
-from edge.refine import make_refiner
-from edge.runtime import CorrosionModel
-from edge.segment import Segmenter
+from edge.segment import Segmenter, build_segmenter
 from edge.sinks import JsonlLogSink, MaskFolderSink, open_output
 from edge.sources import open_source
 
@@ -34,13 +32,6 @@ class RunRequest:
     save_masks: str | None = None
     headless: bool = False
     print_frames: bool = True
-
-
-def build_segmenter(config: Config) -> Segmenter:
-    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
-                           config.model.runtime)
-    return Segmenter(model, make_refiner(config.refine.mode, config.refine,
-                                         config.loop.target_fps))
 
 
 @contextmanager

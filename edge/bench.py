@@ -22,9 +22,7 @@ from edge.imageio import list_images, read_image_bgr
 from edge.overlay import HudStats, draw_overlay
 from edge.profiler import StageTimes, summarize
 from edge.progress import Progress
-from edge.refine import make_refiner
-from edge.runtime import CorrosionModel
-from edge.segment import Segmenter
+from edge.segment import Segmenter, build_segmenter
 from edge.sources import open_source
 
 BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "refine", "overlay", "total")
@@ -95,10 +93,8 @@ class _FrameFeed:
 
 def run_bench(config: Config, request: BenchRequest) -> dict:
     init_started = time.perf_counter()
-    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
-                           config.model.runtime)
-    segmenter = Segmenter(model, make_refiner(config.refine.mode, config.refine,
-                                              config.loop.target_fps))
+    segmenter = build_segmenter(config)
+    model = segmenter.model
     init_ms = (time.perf_counter() - init_started) * 1000
     feed = _FrameFeed(request)
     samples: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
@@ -128,6 +124,7 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
     report = {
         "model": str(model.path), "runtime": model.runtime, "threads": config.model.threads,
         "quantization": model.card.quantization if model.card else None,
+        "contract": model.contract,
         "refine": config.refine.mode, "paths_used": paths, "source": feed.describe,
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
         "frames": request.frames, "warmup": request.warmup,

@@ -216,22 +216,13 @@ def _export(args, config: Config) -> int:
     return 0
 
 
-def _segmenter(config: Config):
-    from edge.refine import make_refiner
-    from edge.runtime import CorrosionModel
-    from edge.segment import Segmenter
-
-    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
-                           config.model.runtime)
-    refiner = make_refiner(config.refine.mode, config.refine, config.loop.target_fps)
-    return Segmenter(model, refiner)
-
-
 def _eval(args, config: Config) -> int:
     from edge.evaluate import EvalRequest, check_layout, evaluate, format_report
 
+    from edge.segment import build_segmenter
+
     check_layout(args.data)  # a wrong folder fails before the model is even loaded
-    segmenter = _segmenter(config)
+    segmenter = build_segmenter(config)
     print(f"model {segmenter.model.path} on {segmenter.model.runtime}", file=sys.stderr)
     report = evaluate(segmenter, EvalRequest(args.data, args.json_out, args.split,
                                              config.data.holdout_fraction, args.limit))

@@ -136,6 +136,15 @@ class RefineConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    score_floor: float = spec("v2 models: a frame scoring at least this (below the card's "
+                              "threshold) still gets a mask when its seg evidence is large "
+                              "enough", range=(0.0, 1.0))
+    seg_min_area: float = spec("v2 models: share of the frame where seg >= 0.5 that opens the "
+                               "gate below the card's threshold", range=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     target_fps: float = spec("frame budget of the live loop and of --refine auto",
                              range=(0.1, 240))
@@ -191,6 +200,7 @@ class Config:
     train: TrainConfig
     export: ExportConfig
     refine: RefineConfig
+    gate: GateConfig
     loop: LoopConfig
     overlay: OverlayConfig
     http: HttpConfig

@@ -16,6 +16,7 @@ from typing import Any
 from edge.errors import ModelError
 
 CARD_FORMAT = "rustseg-model-card/1"
+SUPPORTED_CONTRACTS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ModelCard:
     fidelity: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     format: str = CARD_FORMAT
+    # Contract v2 (DESIGN.md): a `seg` output of P(corrosion) from a distilled student head.
+    # A card without `contract` is v1 (score + cam only).
+    contract: int = 1
+    seg_size: list[int] | None = None  # [h, w] of the seg output (v2)
+    student: dict[str, Any] = field(default_factory=dict)  # how the seg head was trained (v2)
 
     @staticmethod
     def path_for(model_path: str | Path) -> Path:
@@ -78,11 +84,17 @@ class ModelCard:
             raise bad(f"threshold must be a number in [0, 1], got {self.threshold!r}")
         for key in ("input_size", "cam_size"):
             value = getattr(self, key)
-            if not (isinstance(value, list) and len(value) == 2 and
-                    all(isinstance(v, int) and v > 0 for v in value)):
+            if not _is_size(value):
                 raise bad(f"{key} must be [height, width] in pixels, got {value!r}")
         if not (isinstance(self.outputs, dict) and {"score", "cam"} <= set(self.outputs)):
             raise bad("outputs must map 'score' and 'cam' to tensor names")
+        if self.contract not in SUPPORTED_CONTRACTS:
+            raise bad(f"contract must be one of {SUPPORTED_CONTRACTS}, got {self.contract!r}")
+        if self.contract >= 2:
+            if "seg" not in self.outputs:
+                raise bad("a contract 2 card must map 'seg' in outputs")
+            if not _is_size(self.seg_size):
+                raise bad(f"seg_size must be [height, width] in pixels, got {self.seg_size!r}")
 
     def check_model_bytes(self, model_bytes: bytes, model_path: str | Path) -> None:
         digest = sha256_hex(model_bytes)
@@ -90,6 +102,11 @@ class ModelCard:
             raise ModelError(f"model card {self.path_for(model_path)} does not match "
                              f"{model_path} (sha256 {digest[:12]}... vs card "
                              f"{self.model_sha256[:12]}...); re-export or restore the pair")
+
+
+def _is_size(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and
+            all(isinstance(v, int) and v > 0 for v in value))
 
 
 def sha256_hex(data: bytes) -> str:

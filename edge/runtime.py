@@ -1,7 +1,8 @@
 """The corrosion model on the device: one class owns the TFLite runtime and the contract.
 
 `CorrosionModel` finds a TFLite runtime (ai_edge_litert, else tflite_runtime, else tf.lite),
-checks the file and its model card, looks the `score` and `cam` outputs up by name, keeps one
+checks the file and its model card, looks the `score` and `cam` outputs (and, for contract v2
+models, `seg`) up by name, keeps one
 interpreter per calling thread (interpreters are not thread-safe), and turns frames into model
 input and model output back into frame-sized heatmaps.
 
@@ -51,6 +52,12 @@ class Prediction:
     score: float                 # probability of corrosion, 0..1
     cam01: np.ndarray            # float32 [h, w] Grad-CAM++ at model resolution, 0..1
     valid: bool = True           # False when the model returned NaN/Inf (then score 0, cam 0)
+    seg01: np.ndarray | None = None  # float32 [h', w'] P(corrosion) from a v2 model, else None
+
+    @property
+    def evidence01(self) -> np.ndarray:
+        """The best per-pixel evidence present: the distilled `seg`, else the CAM."""
+        return self.cam01 if self.seg01 is None else self.seg01
 
 
 class CorrosionModel:
@@ -69,6 +76,8 @@ class CorrosionModel:
         first = self._interpreter()  # build now so bad models fail at start, not mid-flight
         self.input_hw = tuple(int(v) for v in first.input_shape[1:3])
         self.cam_hw = tuple(int(v) for v in first.cam_shape[1:3])
+        self.seg_hw = None if first.seg_shape is None else \
+            tuple(int(v) for v in first.seg_shape[1:3])
         if self.card is not None:
             self._check_card_shapes()
 
@@ -87,21 +96,32 @@ class CorrosionModel:
         if image_rgb.shape != (*self.input_hw, 3) or image_rgb.dtype != np.uint8:
             raise DataError(f"model input must be uint8 RGB {self.input_hw[0]}x{self.input_hw[1]}x3,"
                             f" got {image_rgb.dtype} {image_rgb.shape}")
-        score, cam = self._interpreter().run(image_rgb[None])
+        score, cam, seg = self._interpreter().run(image_rgb[None])
         score = float(np.ravel(score)[0])
         cam01 = np.asarray(cam, np.float32).reshape(self.cam_hw)
-        finite = np.isfinite(score) and bool(np.isfinite(cam01).all())
+        seg01 = None if seg is None else np.asarray(seg, np.float32).reshape(self.seg_hw)
+        finite = np.isfinite(score) and bool(np.isfinite(cam01).all()) and \
+            (seg01 is None or bool(np.isfinite(seg01).all()))
         if not finite:  # never let NaN/Inf reach the mask or the log
-            return Prediction(0.0, np.zeros(self.cam_hw, np.float32), valid=False)
-        return Prediction(min(max(score, 0.0), 1.0), np.clip(cam01, 0.0, 1.0))
+            return Prediction(0.0, np.zeros(self.cam_hw, np.float32), valid=False,
+                              seg01=None if seg01 is None else np.zeros(self.seg_hw, np.float32))
+        return Prediction(min(max(score, 0.0), 1.0), np.clip(cam01, 0.0, 1.0),
+                          seg01=None if seg01 is None else np.clip(seg01, 0.0, 1.0))
 
     def predict(self, frame_bgr: np.ndarray) -> Prediction:
         return self.infer(self.preprocess(frame_bgr))
 
-    def invoke_rgb(self, image_rgb: np.ndarray) -> tuple[float, np.ndarray]:
-        """(score, cam01) without clean-up, for fidelity checks against the reference."""
-        score, cam = self._interpreter().run(image_rgb[None])
-        return float(np.ravel(score)[0]), np.asarray(cam, np.float32).reshape(self.cam_hw)
+    def invoke_rgb(self, image_rgb: np.ndarray
+                   ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """(score, cam01, seg01 or None) without clean-up, for fidelity checks."""
+        score, cam, seg = self._interpreter().run(image_rgb[None])
+        return (float(np.ravel(score)[0]), np.asarray(cam, np.float32).reshape(self.cam_hw),
+                None if seg is None else np.asarray(seg, np.float32).reshape(self.seg_hw))
+
+    @property
+    def contract(self) -> int:
+        """2 when the model returns `seg` (distilled segmentation), else 1."""
+        return 1 if self.seg_hw is None else 2
 
     @staticmethod
     def cam_to_frame(cam01: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -130,6 +150,12 @@ class CorrosionModel:
         if list(self.cam_hw) != list(card.cam_size):
             raise ModelError(f"model card {card.path_for(self.path)} says cam {card.cam_size}"
                              f" but {self.path} returns {list(self.cam_hw)}")
+        if card.contract >= 2 and self.seg_hw is None:
+            raise ModelError(f"model card {card.path_for(self.path)} says contract 2 but "
+                             f"{self.path} has no output named 'seg'")
+        if card.contract >= 2 and list(self.seg_hw) != list(card.seg_size):
+            raise ModelError(f"model card {card.path_for(self.path)} says seg {card.seg_size}"
+                             f" but {self.path} returns {list(self.seg_hw)}")
 
 
 class _BoundInterpreter:
@@ -159,16 +185,22 @@ class _BoundInterpreter:
                              f"{' or '.join(repr(m) for m in missing)} (outputs are "
                              f"{sorted(outputs) or 'unnamed'})")
         self.score_detail, self.cam_detail = outputs["score"], outputs["cam"]
+        self.seg_detail = outputs.get("seg")  # contract v2 only
         self.cam_shape = tuple(self.cam_detail["shape"])
-        if len(self.cam_shape) != 3:
-            raise ModelError(f"model {path} breaks the contract: cam must be [1, h, w], got "
-                             f"{list(self.cam_shape)}")
+        self.seg_shape = None if self.seg_detail is None else tuple(self.seg_detail["shape"])
+        for name, shape in (("cam", self.cam_shape), ("seg", self.seg_shape)):
+            if shape is not None and len(shape) != 3:
+                raise ModelError(f"model {path} breaks the contract: {name} must be [1, h, w], "
+                                 f"got {list(shape)}")
 
-    def run(self, batch_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(score, cam, seg or None) for one uint8 batch [1, H, W, 3]."""
         self.interpreter.set_tensor(self.input_index, batch_u8)
         self.interpreter.invoke()
         return (_dequantised(self.interpreter, self.score_detail),
-                _dequantised(self.interpreter, self.cam_detail))
+                _dequantised(self.interpreter, self.cam_detail),
+                None if self.seg_detail is None else
+                _dequantised(self.interpreter, self.seg_detail))
 
 
 def _outputs_by_name(interpreter, card: ModelCard | None) -> dict:
@@ -180,7 +212,7 @@ def _outputs_by_name(interpreter, card: ModelCard | None) -> dict:
             else next(iter(signatures))
         runner = interpreter.get_signature_runner(key)
         named = dict(runner.get_output_details())
-    if card is not None and not {"score", "cam"} <= set(named):
+    if card is not None and not set(card.outputs) <= set(named):
         by_tensor = {d["name"]: d for d in interpreter.get_output_details()}
         named.update({k: by_tensor[v] for k, v in card.outputs.items() if v in by_tensor})
     return named

@@ -1,4 +1,4 @@
-"""One frame through the method: preprocess -> model (score + CAM) -> gate -> refine -> mask.
+"""One frame through the method: preprocess -> model (score, CAM, seg) -> gate -> refine -> mask.
 
 Shared by `rustseg eval`, `rustseg run` and `rustseg bench`, so all three measure and produce
 exactly the same thing.
@@ -10,11 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.config import Config, resolve_resource
+from edge.gate import MaskGate
 from edge.profiler import StageTimes
+from edge.refine import make_refiner
 from edge.refine.base import Refiner
 from edge.runtime import CorrosionModel
 
-SKIPPED_PATH = "skipped"   # score below the card's threshold: empty mask, no refinement
+SKIPPED_PATH = "skipped"   # the gate stayed shut (edge/gate.py): empty mask, no refinement
 
 
 @dataclass
@@ -32,10 +35,16 @@ class FrameResult:
 
 
 class Segmenter:
-    """Model + refiner; `segment(frame_bgr)` times each stage it runs."""
+    """Model + gate + refiner; `segment(frame_bgr)` times each stage it runs.
 
-    def __init__(self, model: CorrosionModel, refiner: Refiner) -> None:
+    The refiner gets the best evidence the model has: `seg` from a v2 model, else the CAM.
+    Without a `gate`, the model card's threshold alone decides (the v1 behaviour).
+    """
+
+    def __init__(self, model: CorrosionModel, refiner: Refiner,
+                 gate: MaskGate | None = None) -> None:
         self.model, self.refiner = model, refiner
+        self.gate = gate if gate is not None else MaskGate(model.threshold)
 
     def infer(self, frame_bgr: np.ndarray, times: StageTimes):
         with times.stage("preprocess"):
@@ -44,13 +53,13 @@ class Segmenter:
             return self.model.infer(image_rgb)
 
     def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
-        if prediction.score < self.model.threshold:
+        if not self.gate.opens(prediction):
             # No corrosion in this frame: an empty mask, and no time spent refining.
             mask = np.zeros(frame_bgr.shape[:2], bool)
             path = SKIPPED_PATH
         else:
             with times.stage("refine"):
-                result = self.refiner.refine(prediction.cam01, frame_bgr)
+                result = self.refiner.refine(prediction.evidence01, frame_bgr)
             mask, path = result.mask, result.path
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
                            times)
@@ -58,3 +67,12 @@ class Segmenter:
     def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
         times = times if times is not None else StageTimes()
         return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
+
+
+def build_segmenter(config: Config) -> Segmenter:
+    """The configured model, refine path and mask gate (shared by run, eval and bench)."""
+    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
+                           config.model.runtime)
+    return Segmenter(model, make_refiner(config.refine.mode, config.refine,
+                                         config.loop.target_fps),
+                     MaskGate.from_config(model.threshold, config.gate))

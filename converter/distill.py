@@ -1,0 +1,230 @@
+"""`rustseg distill`: teacher pseudo masks -> a segmentation head trained into the classifier.
+
+Recipe (DESIGN.md, "Model contract v2"):
+1. the teacher (converter/teacher.py) makes a pseudo mask with an ignore band for every photo
+   labelled corrosion: the corrosion photos of the class folders and the photos of the `tune`
+   part of an images+masks folder (its masks are never read here); photos labelled
+   no_corrosion get an all-background target, which teaches the head to refuse red paint and
+   brown soil;
+2. half-size tiles of the tune photos are added with the matching part of their pseudo mask,
+   so the head also sees rust at close range;
+3. the backbone is frozen: its features for every sample (and its mirror) are computed once,
+   and only the head learns, so the classifier and its score stay exactly as they were;
+4. the head is attached to the classifier and saved as NAME.keras with NAME.metrics.json, ready
+   for `rustseg export`, which then adds the `seg` output.
+
+Pseudo masks are cached in --cache (one .npz per source folder and teacher setting), so a
+second run with other head settings skips the slow teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from converter.export import load_keras_model
+from converter.model import at_input_size
+from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_model,
+                               head_model, masked_bce, targets_at_stride)
+from converter.teacher import (IGNORE, MultiViewCam, TeacherSettings, crf_posterior,
+                               pseudo_label)
+from edge.config import Config
+from edge.datasets import find_labelled_images, find_masked_images
+from edge.errors import DataError
+from edge.imageio import read_image_bgr
+from edge.progress import Progress
+
+
+@dataclass(frozen=True)
+class DistillRequest:
+    classifier: str                  # NAME.keras from `rustseg train`
+    out: str                         # output stem: NAME.keras, NAME.metrics.json, NAME.distill.log
+    data: str | None = None          # class folders (corrosion/, no_corrosion/)
+    photos_from: str | None = None   # images+masks folder: its tune photos (masks unread)
+    cache: str = "build/pseudo"
+
+
+@dataclass(frozen=True)
+class HeadTraining:
+    input_size: int = 320            # the export size, so seg is learnt at its own stride
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    tiles_per_photo: int = 5         # half-size tiles of each tune photo (4 corners + centre)
+    negative_weight: float = 1.0     # a no_corrosion photo's weight relative to a corrosion one
+    seed: int = 1
+
+
+@dataclass
+class PseudoSet:
+    """uint8 RGB images [N, S, S, 3] and pseudo labels [N, S, S] (0, 1, IGNORE)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    description: str
+
+
+def teacher_labels(teacher: MultiViewCam, settings: TeacherSettings, config: Config,
+                   paths: list[Path], side: int, cache: Path, what: str,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, S, S, 3] uint8 RGB, pseudo labels [N, S, S]) for corrosion photos, cached."""
+    key = hashlib.sha256(json.dumps([asdict(settings), side, [str(p) for p in paths]])
+                         .encode()).hexdigest()[:16]
+    path = cache / f"{what}-{key}.npz"
+    if path.is_file():
+        stored = np.load(path)
+        return stored["images"], stored["labels"]
+    crf = config.refine.full.__class__(**{**asdict(config.refine.full),
+                                          "iterations": settings.crf_iterations})
+    images, labels = [], []
+    progress = Progress(len(paths), f"teacher {what}")
+    for file in paths:
+        progress.update()
+        frame_bgr = read_image_bgr(file)
+        cam01, _ = teacher.fused(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        label = pseudo_label(crf_posterior(frame_bgr, cam01, settings, crf), settings)
+        images.append(cv2.cvtColor(cv2.resize(frame_bgr, (side, side),
+                                              interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+        labels.append(cv2.resize(label, (side, side), interpolation=cv2.INTER_NEAREST))
+    progress.close()
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=np.stack(images), labels=np.stack(labels))
+    return np.stack(images), np.stack(labels)
+
+
+def half_size_tiles(images: np.ndarray, labels: np.ndarray, count: int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The four corner quarters and the centre of each image, resized back to full size."""
+    side = images.shape[1]
+    half = side // 2
+    corners = [(0, 0), (0, half), (half, 0), (half, half), (half // 2, half // 2)][:count]
+    out_images, out_labels = [], []
+    for image, label in zip(images, labels):
+        for y, x in corners:
+            out_images.append(cv2.resize(image[y:y + half, x:x + half], (side, side),
+                                         interpolation=cv2.INTER_LINEAR))
+            out_labels.append(cv2.resize(label[y:y + half, x:x + half], (side, side),
+                                         interpolation=cv2.INTER_NEAREST))
+    return np.stack(out_images), np.stack(out_labels)
+
+
+def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherSettings,
+                     training: HeadTraining, classifier: keras.Model) -> PseudoSet:
+    side = training.input_size
+    cache = Path(request.cache)
+    teacher = MultiViewCam(classifier, settings)
+    parts: list[PseudoSet] = []
+    if request.data:
+        items = find_labelled_images(request.data)
+        positives = [i.path for i in items if i.label == 1]
+        images, labels = teacher_labels(teacher, settings, config, positives, side, cache,
+                                        "classes")
+        parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
+                               f"{len(labels)} corrosion photos of {request.data}"))
+        negatives = [_square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
+        parts.append(PseudoSet(np.stack(negatives), np.zeros((len(negatives), side, side),
+                                                             np.uint8),
+                               np.full(len(negatives), training.negative_weight, np.float32),
+                               f"{len(negatives)} no_corrosion photos of {request.data} "
+                               "(all background)"))
+    if request.photos_from:
+        pairs = find_masked_images(request.photos_from, "tune", config.data.holdout_fraction)
+        images, labels = teacher_labels(teacher, settings, config, [p.image for p in pairs],
+                                        side, cache, "photos")
+        parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
+                               f"{len(labels)} tune photos of {request.photos_from}"))
+        if training.tiles_per_photo:
+            tiles, tile_labels = half_size_tiles(images, labels, training.tiles_per_photo)
+            parts.append(PseudoSet(tiles, tile_labels, np.ones(len(tiles), np.float32),
+                                   f"{len(tiles)} half-size tiles of those photos"))
+    if not parts:
+        raise DataError("rustseg distill: give --data (class folders) and/or --photos-from "
+                        "(an images+masks folder)")
+    return PseudoSet(np.concatenate([p.images for p in parts]),
+                     np.concatenate([p.labels for p in parts]),
+                     np.concatenate([p.weights for p in parts]),
+                     "; ".join(p.description for p in parts))
+
+
+def _square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
+    return cv2.cvtColor(cv2.resize(frame_bgr, (side, side), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_BGR2RGB)
+
+
+def train_head(classifier: keras.Model, data: PseudoSet, training: HeadTraining,
+               log=sys.stdout) -> tuple[keras.Model, list[dict]]:
+    """Fit the head on frozen features of `data` and its mirror; returns (head, epoch log)."""
+    keras.utils.set_random_seed(training.seed)
+    sized = at_input_size(classifier, training.input_size)
+    features = feature_model(sized)
+    images = np.concatenate([data.images, data.images[:, :, ::-1]])
+    labels = np.concatenate([data.labels, data.labels[:, :, ::-1]])
+    weights = np.concatenate([data.weights, data.weights])
+    out_hw = (training.input_size // SEG_STRIDE,) * 2
+    targets = targets_at_stride(labels, IGNORE, out_hw)
+    targets[..., 1] *= weights[:, None, None]
+    maps = features.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    maps = [m.astype(np.float16) for m in maps]  # halves the memory; the head casts back
+    head = head_model([m.shape[1:] for m in maps])
+    head.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=masked_bce)
+    history = []
+
+    class _Log(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record = {"epoch": epoch + 1, "loss": round(float(logs["loss"]), 5)}
+            history.append(record)
+            print(json.dumps(record), file=log, flush=True)
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        training.learning_rate, training.epochs * int(np.ceil(len(images) / training.batch_size)))
+    head.optimizer.learning_rate = schedule
+    head.fit([m.astype(np.float32) for m in maps], targets, batch_size=training.batch_size,
+             epochs=training.epochs, shuffle=True, verbose=0, callbacks=[_Log()])
+    return head, history
+
+
+def distill(request: DistillRequest, config: Config,
+            settings: TeacherSettings = TeacherSettings(),
+            training: HeadTraining = HeadTraining()) -> dict:
+    """Run the recipe; writes NAME.keras (classifier + head) and NAME.metrics.json."""
+    out = Path(request.out)
+    out = out.with_suffix("") if out.suffix == ".keras" else out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    classifier = load_keras_model(request.classifier)
+    started = time.perf_counter()
+    data = build_pseudo_set(request, config, settings, training, classifier)
+    teacher_s = time.perf_counter() - started
+    known = data.labels != IGNORE
+    print(f"pseudo labels: {len(data.labels)} samples ({data.description}); rust "
+          f"{np.mean(data.labels[known] == 1):.3f} of known pixels, ignored "
+          f"{1 - known.mean():.3f}", flush=True)
+    with open(out.with_suffix(".distill.log"), "w") as log:
+        head, history = train_head(classifier, data, training, log)
+    combined = attach_head(classifier, head)
+    combined.save(out.with_suffix(".keras"))
+    metrics = _sidecar(Path(request.classifier))
+    metrics["student"] = {
+        "head": "LR-ASPP-style on block_6 (stride 8), block_13 (16), out_relu (32); frozen "
+                "backbone, so the classifier's weights and scores are unchanged",
+        "feature_layers": list(FEATURE_LAYERS), "seg_stride": SEG_STRIDE,
+        "teacher": asdict(settings), "training": asdict(training),
+        "pseudo_label_data": data.description,
+        "ignore_band": f"CRF posterior between {settings.sure_bg} and {settings.sure_fg}",
+        "ignored_share": round(float(1 - known.mean()), 4),
+        "teacher_seconds": round(teacher_s, 1), "final_loss": history[-1]["loss"]}
+    out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _sidecar(classifier: Path) -> dict:
+    path = classifier.with_suffix(".metrics.json")
+    return json.loads(path.read_text()) if path.is_file() else {}

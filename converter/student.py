@@ -1,0 +1,122 @@
+"""The student: a light segmentation head on the classifier's own MobileNetV2 features.
+
+It carries the teacher's pseudo masks to the device at real-time cost, inside the same invoke
+that returns the score and the CAM (model contract v2). The head follows the shape of LR-ASPP
+(Howard et al., "Searching for MobileNetV3", 2019, section 6.2), adapted to a backbone without
+dilation:
+
+    high = relu(bn(conv1x1(block_13 expand, stride 16)) + up2(conv1x1(out_relu, stride 32)))
+    high = high * sigmoid(conv1x1(global_pool(out_relu)))      # image-level context gate
+    seg  = sigmoid(up2(conv1x1(high)) + conv1x1(block_6 expand, stride 8))
+
+so `seg` comes out at stride 8 (40x40 at 320 px). The gate uses the pooled `out_relu` features,
+the same vector the classifier's logit reads, so a frame the classifier finds clean can damp
+the whole map.
+
+`build_head` is the one definition of those layers. It is applied to feature *inputs* to train
+on pre-computed features of a frozen backbone (fast on a CPU), and to the classifier's own
+layers to build the combined model that is exported; the layer names match, so the trained
+weights move across by name.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from converter.model import LOGIT_LAYER
+
+FEATURE_LAYERS = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")  # strides 8, 16, 32
+SEG_LAYER = "seg"
+SEG_STRIDE = 8
+_HEAD_CHANNELS = 64
+
+
+def build_head(low: keras.KerasTensor, mid: keras.KerasTensor,
+               high: keras.KerasTensor) -> keras.KerasTensor:
+    """The head's layers on three feature maps -> P(corrosion) [N, H/8, W/8, 1] named `seg`.
+
+    The channel axis stays (a Reshape would fix the map size and break `at_input_size`); the
+    export squeezes it to the contract's [1, h, w].
+    """
+    mid_proj = keras.layers.Conv2D(_HEAD_CHANNELS, 1, use_bias=False, name="seg_mid_conv")(mid)
+    high_proj = keras.layers.Conv2D(_HEAD_CHANNELS, 1, use_bias=False, name="seg_high_conv")(high)
+    high_up = keras.layers.UpSampling2D(2, interpolation="bilinear", name="seg_high_up")(high_proj)
+    x = keras.layers.Add(name="seg_mid_add")([mid_proj, high_up])
+    x = keras.layers.BatchNormalization(name="seg_mid_bn")(x)
+    x = keras.layers.ReLU(name="seg_mid_relu")(x)
+    context = keras.layers.GlobalAveragePooling2D(keepdims=True, name="seg_context_pool")(high)
+    gate = keras.layers.Conv2D(_HEAD_CHANNELS, 1, activation="sigmoid",
+                               name="seg_context_gate")(context)
+    x = keras.layers.Multiply(name="seg_gated")([x, gate])
+    x = keras.layers.Conv2D(1, 1, name="seg_mid_logit")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="seg_mid_up")(x)
+    low_logit = keras.layers.Conv2D(1, 1, name="seg_low_logit")(low)
+    logit = keras.layers.Add(name="seg_logit")([x, low_logit])
+    return keras.layers.Activation("sigmoid", name=SEG_LAYER)(logit)
+
+
+def feature_model(classifier: keras.Model) -> keras.Model:
+    """The classifier's input -> [block_6, block_13, out_relu] feature maps (frozen use)."""
+    return keras.Model(classifier.input,
+                       [classifier.get_layer(name).output for name in FEATURE_LAYERS])
+
+
+def head_model(feature_shapes: list[tuple[int, ...]]) -> keras.Model:
+    """The head alone, on feature inputs of the given [h, w, c] shapes (for training)."""
+    inputs = [keras.Input(shape, name=f"{name}_features")
+              for shape, name in zip(feature_shapes, FEATURE_LAYERS)]
+    return keras.Model(inputs, build_head(*inputs), name="seg_head")
+
+
+def attach_head(classifier: keras.Model, head: keras.Model | None = None) -> keras.Model:
+    """The classifier with the head on its features: image -> [logit, seg].
+
+    With `head`, its trained weights are copied into the new model's head layers by name.
+    """
+    seg = build_head(*(classifier.get_layer(name).output for name in FEATURE_LAYERS))
+    combined = keras.Model(classifier.input, [classifier.get_layer(LOGIT_LAYER).output, seg],
+                           name=f"{classifier.name}_seg")
+    if head is not None:
+        for layer in head.layers:
+            if layer.weights:
+                combined.get_layer(layer.name).set_weights(layer.get_weights())
+    return combined
+
+
+def has_head(model: keras.Model) -> bool:
+    return any(layer.name == SEG_LAYER for layer in model.layers)
+
+
+def masked_bce(targets_and_weights: tf.Tensor, probability: tf.Tensor) -> tf.Tensor:
+    """Binary cross-entropy over pixels whose weight is > 0 (ignored pixels weigh 0).
+
+    `targets_and_weights` stacks the soft target and the per-pixel weight on the last axis,
+    [N, h, w, 2], because Keras passes one y_true to a loss.
+    """
+    target, weight = targets_and_weights[..., 0], targets_and_weights[..., 1]
+    p = tf.clip_by_value(probability[..., 0], 1e-6, 1 - 1e-6)
+    bce = -(target * tf.math.log(p) + (1 - target) * tf.math.log(1 - p))
+    return tf.reduce_sum(bce * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+
+
+def targets_at_stride(labels: np.ndarray, ignore_value: int, out_hw: tuple[int, int]
+                      ) -> np.ndarray:
+    """Pseudo labels uint8 [N, H, W] (0, 1, ignore) -> soft targets + weights [N, h, w, 2].
+
+    Each output cell's target is the share of rust among its known pixels; its weight is the
+    share of known pixels, so a cell the teacher was unsure about counts little or nothing.
+    """
+    import cv2
+
+    out = np.zeros((len(labels), *out_hw, 2), np.float32)
+    for i, label in enumerate(labels):
+        known = (label != ignore_value).astype(np.float32)
+        rust = (label == 1).astype(np.float32)
+        size = (out_hw[1], out_hw[0])
+        known_share = cv2.resize(known, size, interpolation=cv2.INTER_AREA)
+        rust_share = cv2.resize(rust, size, interpolation=cv2.INTER_AREA)
+        out[i, ..., 0] = np.where(known_share > 0, rust_share / np.maximum(known_share, 1e-6), 0)
+        out[i, ..., 1] = known_share
+    return out
