@@ -11,7 +11,9 @@ measures. Fused maps are cached per variant under --cache so re-runs are cheap.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +23,11 @@ import numpy as np
 from common import DEFAULT_KERAS, RESULTS, SHARED_DATA, write_report
 
 VARIANTS = {
-    # name: TeacherSettings overrides, cumulative in this order
-    "single view (CAM at 320 px)": dict(scales=(320,), crop_grid=0, flip=False),
-    "+ mirrored views": dict(scales=(320,), crop_grid=0, flip=True),
-    "+ second scale (448 px)": dict(scales=(320, 448), crop_grid=0, flip=True),
-    "+ 3x3 half-size crops": dict(scales=(320, 448), crop_grid=3, flip=True),
+    # name: overrides of config.teacher's view settings, cumulative in this order
+    "single view (CAM at 320 px)": dict(scales=(320,), crop_grid=0, flip=False, fine_layer=""),
+    "+ mirrored views": dict(scales=(320,), crop_grid=0, flip=True, fine_layer=""),
+    "+ second scale (448 px)": dict(scales=(320, 448), crop_grid=0, flip=True, fine_layer=""),
+    "+ 3x3 half-size crops": dict(scales=(320, 448), crop_grid=3, flip=True, fine_layer=""),
     "+ block_13 layer fusion": dict(scales=(320, 448), crop_grid=3, flip=True,
                                     fine_layer="block_13_expand_relu"),
 }
@@ -34,21 +36,22 @@ _CRF_GRID = dict(cam_gamma=(0.5, 1.0), fg_floor=(0.15, 0.3), fg_ceiling=(0.7, 0.
 _CRF_TUNE_IMAGES = 80
 
 
-def fused_maps(name: str, overrides: dict, pairs, cache: Path) -> np.ndarray:
+def fused_maps(name: str, settings, pairs, cache: Path) -> np.ndarray:
     """[N, work, work] fused CAMs for `pairs`, computed once per variant and cached."""
     import cv2
 
     from converter.export import load_keras_model
-    from converter.teacher import MultiViewCam, TeacherSettings
+    from converter.teacher import MultiViewCam, view_key
     from edge.imageio import read_image_bgr
 
-    path = cache / f"{abs(hash(tuple(sorted(overrides.items())))) % 10**10}.npz"
+    key = hashlib.sha256(json.dumps(view_key(settings)).encode()).hexdigest()[:16]
+    path = cache / f"{key}.npz"
     stems = np.array([p.image.stem for p in pairs])
     if path.is_file():
         stored = np.load(path)
         if list(stored["stems"]) == list(stems):
             return stored["cams"]
-    teacher = MultiViewCam(load_keras_model(DEFAULT_KERAS), TeacherSettings(**overrides))
+    teacher = MultiViewCam(load_keras_model(DEFAULT_KERAS), settings)
     started = time.perf_counter()
     cams = np.stack([teacher.fused(cv2.cvtColor(read_image_bgr(p.image), cv2.COLOR_BGR2RGB))[0]
                      for p in pairs])
@@ -80,7 +83,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "teacher_ablation"))
     args = parser.parse_args()
 
-    from converter.teacher import TeacherSettings
     from edge.config import load_config
     from edge.datasets import find_masked_images
     from edge.imageio import read_image_bgr, read_mask
@@ -89,14 +91,15 @@ def main() -> None:
     if not data.is_dir():
         raise SystemExit(f"skipped: {data} is not available")
     config = load_config()
-    crf = replace(config.refine.full, iterations=TeacherSettings.crf_iterations)
+    crf = replace(config.refine.full, iterations=config.teacher.crf_iterations)
     splits = {split: find_masked_images(data, split, config.data.holdout_fraction)
               for split in ("tune", "holdout")}
     frames = {k: [read_image_bgr(p.image) for p in v] for k, v in splits.items()}
     truths = {k: [read_mask(p.mask) for p in v] for k, v in splits.items()}
     rows = []
     for name, overrides in VARIANTS.items():
-        cams = {k: fused_maps(name, overrides, v, args.cache) for k, v in splits.items()}
+        variant = replace(config.teacher, **overrides)
+        cams = {k: fused_maps(name, variant, v, args.cache) for k, v in splits.items()}
         up = {k: upsampled(cams[k], truths[k][0].shape) for k in cams}
         tune_scores = {t: pooled_iou([c >= t for c in up["tune"]], truths["tune"])
                        for t in _THRESHOLDS}
@@ -108,7 +111,7 @@ def main() -> None:
         best, best_iou = None, -1.0
         sub = slice(0, _CRF_TUNE_IMAGES)
         for values in itertools.product(*_CRF_GRID.values()):
-            settings = TeacherSettings(**overrides, **dict(zip(_CRF_GRID, values)))
+            settings = replace(variant, **dict(zip(_CRF_GRID, values)))
             iou = pooled_iou(crf_masks(frames["tune"][sub], cams["tune"][sub], settings, crf),
                              truths["tune"][sub])
             if iou > best_iou:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,9 +34,8 @@ from converter.export import load_keras_model
 from converter.model import at_input_size
 from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_model,
                                head_model, masked_bce, targets_at_stride)
-from converter.teacher import (IGNORE, MultiViewCam, TeacherSettings, crf_posterior,
-                               pseudo_label)
-from edge.config import Config
+from converter.teacher import IGNORE, MultiViewCam, crf_posterior, pseudo_label, view_key
+from edge.config import Config, StudentConfig, TeacherConfig
 from edge.datasets import find_labelled_images, find_masked_images
 from edge.errors import DataError
 from edge.imageio import read_image_bgr
@@ -52,17 +51,6 @@ class DistillRequest:
     cache: str = "build/pseudo"
 
 
-@dataclass(frozen=True)
-class HeadTraining:
-    input_size: int = 320            # the export size, so seg is learnt at its own stride
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    tiles_per_photo: int = 5         # half-size tiles of each tune photo (4 corners + centre)
-    negative_weight: float = 1.0     # a no_corrosion photo's weight relative to a corrosion one
-    seed: int = 1
-
-
 @dataclass
 class PseudoSet:
     """uint8 RGB images [N, S, S, 3] and pseudo labels [N, S, S] (0, 1, IGNORE)."""
@@ -73,32 +61,39 @@ class PseudoSet:
     description: str
 
 
-def teacher_labels(teacher: MultiViewCam, settings: TeacherSettings, config: Config,
-                   paths: list[Path], side: int, cache: Path, what: str,
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(images [N, S, S, 3] uint8 RGB, pseudo labels [N, S, S]) for corrosion photos, cached."""
-    key = hashlib.sha256(json.dumps([asdict(settings), side, [str(p) for p in paths]])
+def fused_cams(teacher: MultiViewCam, paths: list[Path], side: int, cache: Path, what: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, S, S, 3] uint8 RGB squashed to `side`, fused CAMs [N, w, w]), cached.
+
+    The multi-view CAM is the slow part of the teacher, so it is cached on its own; the CRF
+    and the ignore band are cheap to redo with other settings.
+    """
+    key = hashlib.sha256(json.dumps([view_key(teacher.settings), side, [str(p) for p in paths]])
                          .encode()).hexdigest()[:16]
     path = cache / f"{what}-{key}.npz"
     if path.is_file():
         stored = np.load(path)
-        return stored["images"], stored["labels"]
-    crf = config.refine.full.__class__(**{**asdict(config.refine.full),
-                                          "iterations": settings.crf_iterations})
-    images, labels = [], []
+        return stored["images"], stored["cams"]
+    images, cams = [], []
     progress = Progress(len(paths), f"teacher {what}")
     for file in paths:
         progress.update()
-        frame_bgr = read_image_bgr(file)
-        cam01, _ = teacher.fused(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-        label = pseudo_label(crf_posterior(frame_bgr, cam01, settings, crf), settings)
-        images.append(cv2.cvtColor(cv2.resize(frame_bgr, (side, side),
-                                              interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-        labels.append(cv2.resize(label, (side, side), interpolation=cv2.INTER_NEAREST))
+        frame_rgb = cv2.cvtColor(read_image_bgr(file), cv2.COLOR_BGR2RGB)
+        cams.append(teacher.fused(frame_rgb)[0])
+        images.append(cv2.resize(frame_rgb, (side, side), interpolation=cv2.INTER_AREA))
     progress.close()
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=np.stack(images), labels=np.stack(labels))
-    return np.stack(images), np.stack(labels)
+    np.savez_compressed(path, images=np.stack(images), cams=np.stack(cams))
+    return np.stack(images), np.stack(cams)
+
+
+def teacher_labels(images_rgb: np.ndarray, cams: np.ndarray, settings: TeacherConfig,
+                   config: Config) -> np.ndarray:
+    """Pseudo labels [N, S, S] (0, 1, IGNORE): each fused CAM settled by the CRF on its image."""
+    crf = replace(config.refine.full, iterations=settings.crf_iterations)
+    return np.stack([pseudo_label(crf_posterior(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), cam,
+                                                settings, crf), settings)
+                     for image, cam in zip(images_rgb, cams)])
 
 
 def half_size_tiles(images: np.ndarray, labels: np.ndarray, count: int,
@@ -117,8 +112,8 @@ def half_size_tiles(images: np.ndarray, labels: np.ndarray, count: int,
     return np.stack(out_images), np.stack(out_labels)
 
 
-def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherSettings,
-                     training: HeadTraining, classifier: keras.Model) -> PseudoSet:
+def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherConfig,
+                     training: StudentConfig, classifier: keras.Model) -> PseudoSet:
     side = training.input_size
     cache = Path(request.cache)
     teacher = MultiViewCam(classifier, settings)
@@ -126,8 +121,8 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherS
     if request.data:
         items = find_labelled_images(request.data)
         positives = [i.path for i in items if i.label == 1]
-        images, labels = teacher_labels(teacher, settings, config, positives, side, cache,
-                                        "classes")
+        images, cams = fused_cams(teacher, positives, side, cache, "classes")
+        labels = teacher_labels(images, cams, settings, config)
         parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
                                f"{len(labels)} corrosion photos of {request.data}"))
         negatives = [_square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
@@ -138,8 +133,8 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherS
                                "(all background)"))
     if request.photos_from:
         pairs = find_masked_images(request.photos_from, "tune", config.data.holdout_fraction)
-        images, labels = teacher_labels(teacher, settings, config, [p.image for p in pairs],
-                                        side, cache, "photos")
+        images, cams = fused_cams(teacher, [p.image for p in pairs], side, cache, "photos")
+        labels = teacher_labels(images, cams, settings, config)
         parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
                                f"{len(labels)} tune photos of {request.photos_from}"))
         if training.tiles_per_photo:
@@ -160,7 +155,7 @@ def _square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
                         cv2.COLOR_BGR2RGB)
 
 
-def train_head(classifier: keras.Model, data: PseudoSet, training: HeadTraining,
+def train_head(classifier: keras.Model, data: PseudoSet, training: StudentConfig,
                log=sys.stdout) -> tuple[keras.Model, list[dict]]:
     """Fit the head on frozen features of `data` and its mirror; returns (head, epoch log)."""
     keras.utils.set_random_seed(training.seed)
@@ -192,10 +187,10 @@ def train_head(classifier: keras.Model, data: PseudoSet, training: HeadTraining,
     return head, history
 
 
-def distill(request: DistillRequest, config: Config,
-            settings: TeacherSettings = TeacherSettings(),
-            training: HeadTraining = HeadTraining()) -> dict:
-    """Run the recipe; writes NAME.keras (classifier + head) and NAME.metrics.json."""
+def distill(request: DistillRequest, config: Config) -> dict:
+    """Run the recipe with config.teacher and config.student; writes NAME.keras (classifier +
+    head), NAME.metrics.json and NAME.distill.log."""
+    settings, training = config.teacher, config.student
     out = Path(request.out)
     out = out.with_suffix("") if out.suffix == ".keras" else out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,6 @@ student must learn to refuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import keras
 import numpy as np
@@ -30,33 +28,23 @@ import tensorflow as tf
 
 from converter.gradcam import cam_from_gradients, cam_model
 from converter.model import at_input_size
-from edge.config import CrfSettings
+from edge.config import CrfSettings, TeacherConfig
 from edge.refine.crf import crf_foreground
 
 IGNORE = 255  # pseudo-label value of an uncertain pixel (the loss skips it)
 
 
-@dataclass(frozen=True)
-class TeacherSettings:
-    scales: tuple[int, ...] = (320, 448)    # whole-photo input sizes (px, multiples of 32)
-    crop_grid: int = 3                      # crops per side (0 = no crops)
-    crop_size: int = 320                    # input size the crops are resized to
-    flip: bool = True                       # add mirrored views
-    fine_layer: str | None = None           # e.g. "block_13_expand_relu" fused with out_relu
-    work_px: int = 128                      # side of the square grid the views are fused on
-    cam_gamma: float = 0.6                  # fused CAM ** gamma before the CRF prior
-    fg_floor: float = 0.2                   # CAM 0 -> this P(corrosion) for the CRF
-    fg_ceiling: float = 0.8                 # CAM 1 -> this
-    crf_scale_px: int = 512                 # the CRF's working size (full resolution here)
-    crf_iterations: int = 10
-    sure_fg: float = 0.7                    # CRF posterior >= this: corrosion
-    sure_bg: float = 0.3                    # CRF posterior <= this: background; between: ignore
+def view_key(settings: TeacherConfig) -> dict:
+    """The settings that shape the fused CAM (not the CRF nor the band): a cache key."""
+    return {"scales": list(settings.scales), "crop_grid": settings.crop_grid,
+            "crop_size": settings.crop_size, "flip": settings.flip,
+            "fine_layer": settings.fine_layer or None, "work_px": settings.work_px}
 
 
 class MultiViewCam:
     """Fused Grad-CAM++ of many views of one photo: `fused(image_rgb)` -> cam01 [work, work]."""
 
-    def __init__(self, model: keras.Model, settings: TeacherSettings,
+    def __init__(self, model: keras.Model, settings: TeacherConfig,
                  cam_layer: str = "out_relu") -> None:
         self.settings = settings
         sizes = set(settings.scales) | ({settings.crop_size} if settings.crop_grid else set())
@@ -148,7 +136,7 @@ def _views(image_rgb: np.ndarray, flip: bool) -> np.ndarray:
     return np.stack([image_rgb, image_rgb[:, ::-1]] if flip else [image_rgb])
 
 
-def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherSettings,
+def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherConfig,
                   crf: CrfSettings) -> np.ndarray:
     """P(corrosion) float32 [H, W] at the frame's size: the fused CAM settled by a dense CRF."""
     height, width = frame_bgr.shape[:2]
@@ -162,7 +150,7 @@ def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherSet
     return cv2.resize(posterior, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def pseudo_label(posterior: np.ndarray, settings: TeacherSettings) -> np.ndarray:
+def pseudo_label(posterior: np.ndarray, settings: TeacherConfig) -> np.ndarray:
     """uint8 [H, W]: 1 corrosion, 0 background, IGNORE where the teacher is unsure."""
     label = np.full(posterior.shape, IGNORE, np.uint8)
     label[posterior >= settings.sure_fg] = 1

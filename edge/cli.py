@@ -69,6 +69,16 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     option(p, "--epochs-finetune", "train.finetune_epochs", metavar="N")
     option(p, "--seed", "train.seed", metavar="N")
 
+    p = command("distill", "teacher pseudo masks -> a segmentation head in the classifier "
+                "(model contract v2; needs the train extra)")
+    p.add_argument("--model", required=True, help="trained classifier NAME.keras")
+    p.add_argument("--data", help="class folders corrosion/ and no_corrosion/ (image labels)")
+    p.add_argument("--photos-from", help="images+masks folder: the photos of its tune part "
+                   "(its masks are never read)")
+    p.add_argument("--out", required=True, help="output stem, e.g. models/NAME (NAME.keras)")
+    p.add_argument("--cache", default="build/pseudo", help="folder caching the teacher's maps")
+    option(p, "--epochs", "student.epochs", metavar="N")
+
     p = command("export", "export TFLite with Grad-CAM++ inside the graph (needs the train extra)")
     p.add_argument("--model", required=True, help="trained NAME.keras")
     p.add_argument("--out", required=True, help="output NAME.tflite (card: NAME.json)")
@@ -167,7 +177,7 @@ def _config_flag(argv: list[str]) -> str | None:
 
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
-    handler = {"train": _train, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
+    handler = {"train": _train, "distill": _distill, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
                "bench": _bench, "config": _show_config}[args.command]
     return handler(args, config)
 
@@ -197,6 +207,19 @@ def _train(args, config: Config) -> int:
     metrics = train(TrainRequest(args.data, args.out, args.val, args.tiles_from), config)
     print(f"validation: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  "
           f"auc {metrics['auc']:.4f}  (n={metrics['n_images']}); wrote {args.out}.keras")
+    return 0
+
+
+def _distill(args, config: Config) -> int:
+    _require_tensorflow("distill")
+    from converter.distill import DistillRequest, distill
+
+    metrics = distill(DistillRequest(args.model, args.out, args.data, args.photos_from,
+                                     args.cache), config)
+    student = metrics["student"]
+    print(f"pseudo labels: {student['pseudo_label_data']}; ignored share "
+          f"{student['ignored_share']:.3f}; final loss {student['final_loss']:.4f}; wrote "
+          f"{Path(args.out).with_suffix('.keras')} (export it to get the seg output)")
     return 0
 
 

@@ -95,6 +95,44 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """`rustseg distill`, step 1: pseudo masks from image-level labels (converter/teacher.py)."""
+
+    scales: tuple[int, int] = spec("whole-photo input sizes of the multi-view CAM, px",
+                                   range=(32, 1024))
+    crop_grid: int = spec("half-size crops per side (0: none)", range=(0, 6))
+    crop_size: int = spec("input size the crops are resized to, px", range=(32, 1024))
+    flip: bool = spec("add mirrored views")
+    fine_layer: str = spec("earlier layer whose CAM is fused with out_relu's ('' = none)")
+    work_px: int = spec("side of the grid the views are fused on", range=(8, 1024))
+    cam_gamma: float = spec("fused CAM ** gamma before the CRF prior", range=(0.1, 5.0))
+    fg_floor: float = spec("P(corrosion) the coldest fused CAM maps to", range=(0.0, 0.5))
+    fg_ceiling: float = spec("P(corrosion) the hottest fused CAM maps to", range=(0.5, 1.0))
+    crf_scale_px: int = spec("longest side the teacher's CRF works at", range=(16, 4096))
+    crf_iterations: int = spec("mean-field iterations of the teacher's CRF", range=(0, 50))
+    sure_fg: float = spec("CRF posterior at or above which a pixel is rust", range=(0.5, 1.0))
+    sure_bg: float = spec("CRF posterior at or below which a pixel is background; between "
+                          "the two it is ignored in training", range=(0.0, 0.5))
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """`rustseg distill`, step 2: the segmentation head trained on the pseudo masks."""
+
+    input_size: int = spec("training input side; the export size, so seg learns its stride",
+                           range=(32, 1024))
+    epochs: int = spec("passes over the pseudo-labelled samples (and their mirrors)",
+                       range=(1, 1000))
+    batch_size: int = spec("samples per step", range=(1, 1024))
+    learning_rate: float = spec("Adam learning rate (cosine decay to 0)", range=(1e-6, 1.0))
+    tiles_per_photo: int = spec("half-size tiles of each tune photo (4 corners + centre)",
+                                range=(0, 5))
+    negative_weight: float = spec("loss weight of a no_corrosion photo relative to a "
+                                  "corrosion one", range=(0.0, 10.0))
+    seed: int = spec("seed for shuffling and the head's initial weights", range=(0, 2**31 - 1))
+
+
+@dataclass(frozen=True)
 class CrfSettings:
     """CAM -> prior mapping and dense CRF of one refine path (full and light each have one)."""
 
@@ -199,6 +237,8 @@ class Config:
     model: ModelConfig
     train: TrainConfig
     export: ExportConfig
+    teacher: TeacherConfig
+    student: StudentConfig
     refine: RefineConfig
     gate: GateConfig
     loop: LoopConfig

@@ -57,10 +57,10 @@ class AutoRefiner(Refiner):
         self.served += 1
         return self.current
 
-    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         path = self.choose()
         started = time.perf_counter()
-        result = self.paths[path].refine_clean(cam01, frame_bgr)
+        result = self.paths[path].refine_clean(evidence01, frame_bgr)
         elapsed = time.perf_counter() - started
         previous = self.cost_s[path]
         self.cost_s[path] = elapsed if previous is None else \

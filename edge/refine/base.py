@@ -1,6 +1,10 @@
-"""What every refinement path shares: the CAM -> probability mapping and the Refiner interface.
+"""What every refinement path shares: the evidence -> probability mapping and the Refiner interface.
 
-A refiner turns a heatmap at model resolution (`cam01`, float32 [h, w], 0..1) and the frame
+The evidence is the model's best per-pixel map: the distilled `seg` (P(corrosion), contract v2)
+when the model has one, else the Grad-CAM++ heatmap (DESIGN.md: "Refinement uses the best
+evidence present"). Names and settings below still say "CAM" where they were tuned on it.
+
+A refiner turns that map at model resolution (`evidence01`, float32 [h, w], 0..1) and the frame
 (`frame_bgr`, uint8 [H, W, 3]) into a boolean mask at frame resolution. New paths subclass
 `Refiner`, override `refine`, and register in `edge/refine/__init__.py`; the loop is not edited.
 """
@@ -34,23 +38,23 @@ class Refiner(ABC):
         self.settings = settings
         self.target_fps = target_fps  # the loop's frame budget; only `auto` acts on it
 
-    def refine(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
-        """cam01 float [h, w] (NaN/Inf tolerated), frame [H, W] or [H, W, 3|4] -> mask [H, W]."""
-        return self.refine_clean(clean_cam(cam01), to_bgr_u8(frame_bgr, "frame"))
+    def refine(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        """evidence01 float [h, w] (NaN/Inf tolerated), frame [H, W] or [H, W, 3|4] -> mask [H, W]."""
+        return self.refine_clean(clean_cam(evidence01), to_bgr_u8(frame_bgr, "frame"))
 
     @abstractmethod
-    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
-        """cam01 float32 [h, w] in 0..1, frame_bgr uint8 [H, W, 3] -> mask bool [H, W]."""
+    def refine_clean(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        """evidence01 float32 [h, w] in 0..1, frame_bgr uint8 [H, W, 3] -> mask bool [H, W]."""
 
     def observe_frame_time(self, other_stages_s: float) -> None:
         """Told after each frame how long the rest of the pipeline took (auto uses it)."""
 
 
-def clean_cam(cam01: np.ndarray) -> np.ndarray:
+def clean_cam(evidence01: np.ndarray) -> np.ndarray:
     """A heatmap safe to use: float32, NaN/Inf -> 0, clipped to [0, 1], at least 1x1."""
-    if np.asarray(cam01).size == 0 or np.asarray(cam01).ndim != 2:
+    if np.asarray(evidence01).size == 0 or np.asarray(evidence01).ndim != 2:
         return np.zeros((1, 1), np.float32)
-    cam = np.nan_to_num(np.asarray(cam01, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    cam = np.nan_to_num(np.asarray(evidence01, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(cam, 0.0, 1.0)
 
 
@@ -61,9 +65,9 @@ def working_size(frame_hw: tuple[int, int], longest_px: int) -> tuple[int, int]:
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def resize_cam(cam01: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+def resize_cam(evidence01: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Heatmaps are smooth: bilinear."""
-    return cv2.resize(cam01, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(evidence01, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_frame(frame_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -83,7 +87,7 @@ def probability_to_mask(prob_fg: np.ndarray, frame_hw: tuple[int, int]) -> np.nd
     return prob_fg > 0.5
 
 
-def foreground_probability(cam01: np.ndarray, frame_bgr: np.ndarray,
+def foreground_probability(evidence01: np.ndarray, frame_bgr: np.ndarray,
                            settings: CrfSettings) -> np.ndarray:
     """P(corrosion) per pixel from the CAM (and the colour prior), both at the same size.
 
@@ -92,7 +96,7 @@ def foreground_probability(cam01: np.ndarray, frame_bgr: np.ndarray,
     certain background, so the CRF's colour terms can still pull in rust the coarse CAM
     missed; the ceiling does the same for hot pixels.
     """
-    evidence = np.power(cam01, settings.cam_gamma, dtype=np.float32)
+    evidence = np.power(evidence01, settings.cam_gamma, dtype=np.float32)
     weight = settings.colour_prior_weight
     if weight > 0:
         evidence = (1.0 - weight) * evidence + weight * rust_colour_score(frame_bgr)
@@ -104,6 +108,6 @@ class ThresholdRefiner(Refiner):
 
     name = "none"
 
-    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
-        cam = resize_cam(cam01, frame_bgr.shape[:2])
+    def refine_clean(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        cam = resize_cam(evidence01, frame_bgr.shape[:2])
         return RefineResult(cam >= self.settings.cam_threshold, self.name)

@@ -16,10 +16,10 @@ class FullCrfRefiner(Refiner):
         super().__init__(settings, target_fps)
         require_densecrf(settings.full)
 
-    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         crf = self.settings.full
         size = working_size(frame_bgr.shape[:2], crf.scale_px)
         small = resize_frame(frame_bgr, size)
-        prior = foreground_probability(resize_cam(cam01, size), small, crf)
+        prior = foreground_probability(resize_cam(evidence01, size), small, crf)
         posterior = crf_foreground(small, prior, crf)
         return RefineResult(probability_to_mask(posterior, frame_bgr.shape[:2]), self.name)

@@ -42,11 +42,11 @@ class LightRefiner(Refiner):
         super().__init__(settings, target_fps)
         require_densecrf(settings.light)
 
-    def refine_clean(self, cam01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+    def refine_clean(self, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
         s = self.settings
         size = working_size(frame_bgr.shape[:2], s.light.scale_px)
         small = resize_frame(frame_bgr, size)
-        cam = resize_cam(cam01, size)
+        cam = resize_cam(evidence01, size)
         prior = self.seeded_prior(cam, small, colour_clusters(small, s.light_clusters,
                                                               s.light_colour_space))
         prior = crf_foreground(small, prior, s.light)
