@@ -1,0 +1,144 @@
+"""Model contract v2: the distilled `seg` output, the teacher -> student recipe, and the gate."""
+
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DEFAULT_MODEL, ROOT, needs_tf, shared_data
+from edge.config import load_config
+from edge.gate import MaskGate
+from edge.profiler import StageTimes
+from edge.refine import make_refiner
+from edge.runtime import CorrosionModel, Prediction
+from edge.segment import Segmenter
+from edge.synthetic import make_scene
+
+SIZE = 96          # tiny model input: seg is 12x12, cam (out_relu) 3x3
+
+
+def _rgb_scenes(n, size, seed):
+    return np.stack([cv2.cvtColor(make_scene(size, size, seed + i)[0], cv2.COLOR_BGR2RGB)
+                     for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A random classifier exported twice: without (v1) and with (v2) a random seg head."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from converter.export import ExportRequest, export
+    from converter.model import build_classifier
+    from converter.student import attach_head
+
+    keras.utils.set_random_seed(5)
+    folder = tmp_path_factory.mktemp("v2")
+    classifier = build_classifier(SIZE, 0.35, None, 0.0)
+    classifier.save(folder / "v1.keras")
+    attach_head(classifier).save(folder / "v2.keras")
+    paths = {}
+    for name in ("v1", "v2"):
+        paths[name] = folder / f"{name}.tflite"
+        export(ExportRequest(str(folder / f"{name}.keras"), str(paths[name]), "float32",
+                             "out_relu", SIZE, verify_images=0))
+    paths["keras_v2"] = folder / "v2.keras"
+    return paths
+
+
+@needs_tf
+def test_tflite_seg_agrees_with_the_keras_student_on_synthetic_scenes(tiny_models):
+    from converter.export import keras_seg, load_keras_model
+
+    model = CorrosionModel(tiny_models["v2"], threads=1)
+    card = json.loads(tiny_models["v2"].with_suffix(".json").read_text())
+    assert card["contract"] == 2 and card["seg_size"] == [SIZE // 8, SIZE // 8]
+    assert model.contract == 2 and model.seg_hw == (SIZE // 8, SIZE // 8)
+    images = _rgb_scenes(4, SIZE, seed=20)
+    expected = keras_seg(load_keras_model(tiny_models["keras_v2"]), images)
+    for image, reference in zip(images, expected):
+        _, _, seg = model.invoke_rgb(image)
+        np.testing.assert_allclose(seg, reference, atol=1e-5)
+
+
+def test_the_shipped_seg_agrees_with_its_keras_student_on_real_photos():
+    pytest.importorskip("tensorflow")
+    photos = shared_data("corrosion_cls", "validation")
+    from converter.export import keras_seg, load_keras_model, sample_images
+    from converter.model import at_input_size
+
+    model = CorrosionModel(DEFAULT_MODEL, threads=1)
+    if model.contract < 2:
+        pytest.skip("the shipped model is v1 (no seg output)")
+    images = sample_images(str(photos), model.input_hw[0], 8, seed=3)
+    student = at_input_size(load_keras_model(DEFAULT_MODEL.with_suffix(".keras")),
+                            model.input_hw[0])
+    for image, reference in zip(images, keras_seg(student, images)):
+        _, _, seg = model.invoke_rgb(image)
+        assert np.abs(seg - reference).max() < 0.05  # float16 weights
+        ours, theirs = seg >= 0.5, reference >= 0.5
+        assert (ours == theirs).mean() >= 0.97
+
+
+@needs_tf
+def test_a_v1_model_still_loads_and_segments(tiny_models):
+    config = load_config()
+    model = CorrosionModel(tiny_models["v1"], threads=1)
+    assert model.contract == 1 and model.seg_hw is None
+    segmenter = Segmenter(model, make_refiner("light", config.refine, 15.0),
+                          MaskGate.from_config(0.0, config.gate))
+    frame, _ = make_scene(120, 160, seed=4)
+    result = segmenter.segment(frame)
+    assert result.mask.shape == (120, 160) and result.path == "light"
+    assert segmenter.infer(frame, StageTimes()).seg01 is None
+
+
+class _FixedModel:
+    """Stands in for CorrosionModel where a test needs an exact prediction."""
+
+    threshold = 0.5
+
+    def __init__(self, prediction):
+        self.prediction = prediction
+
+    def preprocess(self, frame_bgr):
+        return frame_bgr
+
+    def infer(self, image):
+        return self.prediction
+
+
+@pytest.mark.parametrize("mode", ["none", "light", "full"])
+def test_refine_paths_follow_seg_when_the_model_has_it(mode):
+    config = load_config()
+    # Grey steel with two identical rust-brown patches: colour alone cannot tell them apart,
+    # so whichever patch is marked shows which evidence the path followed.
+    frame = np.full((160, 160, 3), 128, np.uint8)
+    frame[60:100, 60:100] = frame[0:32, 0:32] = (30, 70, 150)
+    seg = np.zeros((20, 20), np.float32)
+    seg[5:15, 5:15] = 1.0                      # the seg says: a square in the middle
+    cam = np.zeros((5, 5), np.float32)
+    cam[0, 0] = 1.0                            # the CAM says: the top-left corner
+    with_seg = Prediction(0.9, cam, seg01=seg)
+    without = Prediction(0.9, cam)
+    refiner = make_refiner(mode, config.refine, 15.0)
+    segmenter = Segmenter(_FixedModel(with_seg), refiner)
+    mask = segmenter.segment(frame).mask
+    # The CRF paths may trim the square along colour edges; what matters is whose map it follows.
+    assert mask[60:100, 60:100].mean() > 0.5 and not mask[:20, :20].any()
+    segmenter = Segmenter(_FixedModel(without), refiner)
+    mask = segmenter.segment(frame).mask
+    assert mask[:20, :20].mean() > 0.5 and not mask[60:100, 60:100].any()
+
+
+def test_the_gate_opens_on_seg_evidence_below_the_threshold_and_not_on_clean_frames():
+    gate = MaskGate(score_threshold=0.5, score_floor=0.2, seg_min_area=0.02)
+    faint = np.zeros((40, 40), np.float32)
+    faint[10:20, 10:20] = 0.8                  # 6 % of the frame
+    assert gate.opens(Prediction(0.3, np.zeros((10, 10)), seg01=faint))
+    assert not gate.opens(Prediction(0.1, np.zeros((10, 10)), seg01=faint))   # under the floor
+    assert not gate.opens(Prediction(0.4, np.zeros((10, 10)), seg01=faint * 0.5))  # seg < 0.5
+    assert not gate.opens(Prediction(0.4, np.zeros((10, 10))))   # v1: the threshold alone
+    assert gate.opens(Prediction(0.6, np.zeros((10, 10))))
