@@ -92,7 +92,7 @@ def teacher_labels(images_rgb: np.ndarray, cams: np.ndarray, settings: TeacherCo
     """Pseudo labels [N, S, S] (0, 1, IGNORE): each fused CAM settled by the CRF on its image."""
     crf = replace(config.refine.full, iterations=settings.crf_iterations)
     return np.stack([pseudo_label(crf_posterior(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), cam,
-                                                settings, crf), settings)
+                                                settings, crf), cam, settings)
                      for image, cam in zip(images_rgb, cams)])
 
 

@@ -150,9 +150,17 @@ def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherCon
     return cv2.resize(posterior, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def pseudo_label(posterior: np.ndarray, settings: TeacherConfig) -> np.ndarray:
-    """uint8 [H, W]: 1 corrosion, 0 background, IGNORE where the teacher is unsure."""
+def pseudo_label(posterior: np.ndarray, cam01: np.ndarray, settings: TeacherConfig
+                 ) -> np.ndarray:
+    """uint8 [H, W]: 1 corrosion, 0 background, IGNORE where the teacher is unsure.
+
+    Unsure means a CRF posterior inside the band (sure_bg, sure_fg), or a pixel where the CRF
+    and the thresholded fused CAM disagree: the CRF's colour edges moved the border there, and
+    neither source is trusted alone.
+    """
+    cam = cv2.resize(cam01, posterior.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    agree = (posterior >= 0.5) == (cam >= settings.cam_threshold)
     label = np.full(posterior.shape, IGNORE, np.uint8)
-    label[posterior >= settings.sure_fg] = 1
-    label[posterior <= settings.sure_bg] = 0
+    label[(posterior >= settings.sure_fg) & agree] = 1
+    label[(posterior <= settings.sure_bg) & agree] = 0
     return label

@@ -110,6 +110,8 @@ class TeacherConfig:
     fg_ceiling: float = spec("P(corrosion) the hottest fused CAM maps to", range=(0.5, 1.0))
     crf_scale_px: int = spec("longest side the teacher's CRF works at", range=(16, 4096))
     crf_iterations: int = spec("mean-field iterations of the teacher's CRF", range=(0, 50))
+    cam_threshold: float = spec("fused CAM level that counts as rust; pixels where the CRF "
+                                "disagrees with it are ignored in training", range=(0.0, 1.0))
     sure_fg: float = spec("CRF posterior at or above which a pixel is rust", range=(0.5, 1.0))
     sure_bg: float = spec("CRF posterior at or below which a pixel is background; between "
                           "the two it is ignored in training", range=(0.0, 0.5))

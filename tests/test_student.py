@@ -142,3 +142,53 @@ def test_the_gate_opens_on_seg_evidence_below_the_threshold_and_not_on_clean_fra
     assert not gate.opens(Prediction(0.4, np.zeros((10, 10)), seg01=faint * 0.5))  # seg < 0.5
     assert not gate.opens(Prediction(0.4, np.zeros((10, 10))))   # v1: the threshold alone
     assert gate.opens(Prediction(0.6, np.zeros((10, 10))))
+
+
+TINY_CLASSIFIER = {"train.input_size": 64, "train.weights": "none", "train.batch_size": 32,
+                   "train.head_epochs": 40, "train.finetune_epochs": 0, "train.head_lr": 0.003,
+                   "train.patience": 40, "train.dropout": 0.0, "train.label_smoothing": 0.0}
+TINY_DISTILL = {"teacher.scales": (64, 96), "teacher.crop_size": 64, "teacher.work_px": 32,
+                "teacher.crf_scale_px": 64, "teacher.crf_iterations": 5,
+                "student.input_size": 64, "student.epochs": 40, "student.batch_size": 16,
+                "student.tiles_per_photo": 0}
+
+
+def _pooled_iou(masks, truths):
+    inter = sum(int(np.count_nonzero(m & t)) for m, t in zip(masks, truths))
+    union = sum(int(np.count_nonzero(m | t)) for m, t in zip(masks, truths))
+    return inter / union
+
+
+@needs_tf
+def test_a_tiny_teacher_to_student_run_learns_finer_masks_than_the_cam(tmp_path):
+    """Synthetic scenes, image labels only: the student's masks beat the thresholded CAM."""
+    import keras
+
+    from converter.distill import DistillRequest, distill
+    from converter.export import load_keras_model
+    from converter.gradcam import reference_gradcam_pp
+    from converter.student import SEG_LAYER
+    from converter.train import TrainRequest, train
+    from edge.synthetic import write_classification_folder
+
+    data = write_classification_folder(tmp_path / "train", n_per_class=100, size=72, seed=1)
+    val = write_classification_folder(tmp_path / "val", n_per_class=20, size=72, seed=2)
+    config = load_config(overrides={**TINY_CLASSIFIER, **TINY_DISTILL})
+    train(TrainRequest(str(data), str(tmp_path / "clf"), str(val)), config)
+    metrics = distill(DistillRequest(str(tmp_path / "clf.keras"), str(tmp_path / "student"),
+                                     str(data), cache=str(tmp_path / "cache")), config)
+    assert metrics["student"]["ignored_share"] < 0.9
+
+    student = load_keras_model(tmp_path / "student.keras")
+    scenes = [make_scene(64, 64, seed=500 + i) for i in range(24)]
+    scenes = [(frame, truth) for frame, truth in scenes if truth.any()]
+    images = np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame, _ in scenes])
+    truths = [truth for _, truth in scenes]
+    seg = keras.Model(student.input, student.get_layer(SEG_LAYER).output).predict(
+        images.astype(np.float32), verbose=0)[..., 0]
+    student_masks = [cv2.resize(s, (64, 64), interpolation=cv2.INTER_LINEAR) >= 0.5 for s in seg]
+    _, cams = reference_gradcam_pp(load_keras_model(tmp_path / "clf.keras"), "out_relu", images)
+    cam_up = [cv2.resize(c, (64, 64), interpolation=cv2.INTER_LINEAR) for c in cams]
+    best_cam_iou = max(_pooled_iou([c >= t for c in cam_up], truths) for t in (0.2, 0.35, 0.5))
+    student_iou = _pooled_iou(student_masks, truths)
+    assert student_iou >= best_cam_iou + 0.1, (student_iou, best_cam_iou)
