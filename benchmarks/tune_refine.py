@@ -31,10 +31,11 @@ from common import write_report  # noqa: E402
 
 from edge.config import load_config  # noqa: E402
 from edge.datasets import find_masked_images  # noqa: E402
+from edge.gate import MaskGate  # noqa: E402
 from edge.imageio import read_image_bgr, read_mask  # noqa: E402
 from edge.metrics import SegmentationTally  # noqa: E402
 from edge.refine import make_refiner  # noqa: E402
-from edge.runtime import CorrosionModel  # noqa: E402
+from edge.runtime import CorrosionModel, Prediction  # noqa: E402
 
 # What each path's search may change, as (low, high) ranges or choices. The two paths keep
 # their roles: full is the many-iteration CRF at 2-3x the light path's resolution (when there
@@ -62,29 +63,26 @@ SPACE = {
 class Sample:
     frame: np.ndarray
     truth: np.ndarray
-    score: float
-    cam01: np.ndarray
+    prediction: Prediction
 
 
 def load_samples(model: CorrosionModel, pairs) -> list[Sample]:
-    samples = []
-    for pair in pairs:
-        frame = read_image_bgr(pair.image)
-        prediction = model.predict(frame)
-        samples.append(Sample(frame, read_mask(pair.mask), prediction.score, prediction.cam01))
-    return samples
+    return [Sample(frame, read_mask(pair.mask), model.predict(frame))
+            for pair in pairs for frame in [read_image_bgr(pair.image)]]
 
 
 def evaluate(samples, config, mode: str, threshold: float) -> dict:
-    """Pooled IoU and ms per image of one path with one config (score-gated like the loop)."""
+    """Pooled IoU and ms per image of one path with one config (gated like the loop), on the
+    model's best evidence (seg, else cam)."""
     refiner = make_refiner(mode, config.refine, 15.0)
+    gate = MaskGate.from_config(threshold, config.gate)
     tally, times = SegmentationTally(), []
     for s in samples:
         started = time.perf_counter()
-        if s.score < threshold:
+        if not gate.opens(s.prediction):
             mask = np.zeros(s.truth.shape, bool)
         else:
-            mask = refiner.refine(s.cam01, s.frame).mask
+            mask = refiner.refine(s.prediction.evidence01, s.frame).mask
         times.append((time.perf_counter() - started) * 1000)
         tally.add(mask, s.truth)
     return {**tally.summary(), "ms_per_image": float(np.mean(times))}

@@ -1,8 +1,9 @@
 """`rustseg distill`: teacher pseudo masks -> a segmentation head trained into the classifier.
 
 Recipe (DESIGN.md, "Model contract v2"):
-1. the teacher (converter/teacher.py) makes a pseudo mask with an ignore band for every photo
-   labelled corrosion: the corrosion photos of the class folders and the photos of the `tune`
+1. the teacher (converter/teacher.py: multi-view Grad-CAM++, then a random walk over learnt
+   affinities (converter/affinity.py), then a full-resolution CRF) makes a pseudo mask with an
+   ignore band for every photo labelled corrosion: the corrosion photos of the class folders and the photos of the `tune`
    part of an images+masks folder (its masks are never read here); photos labelled
    no_corrosion get an all-background target, which teaches the head to refuse red paint and
    brown soil;
@@ -30,6 +31,7 @@ import cv2
 import keras
 import numpy as np
 
+from converter.affinity import random_walk, seeds_from_labels, train_embedding
 from converter.export import load_keras_model
 from converter.model import at_input_size
 from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_model,
@@ -112,19 +114,40 @@ def half_size_tiles(images: np.ndarray, labels: np.ndarray, count: int,
     return np.stack(out_images), np.stack(out_labels)
 
 
+def walked_cams(classifier: keras.Model, images: np.ndarray, cams: np.ndarray,
+                settings: TeacherConfig, config: Config, cache: Path, log=sys.stdout
+                ) -> np.ndarray:
+    """The fused CAMs propagated by a random walk over learnt affinities (converter/affinity).
+
+    The embedding learns from the confident cells of the CAM + CRF labels of these same
+    photos; it is saved as CACHE/affinity.keras for benchmarks/teacher_ablation.py.
+    """
+    features = feature_model(at_input_size(classifier, images.shape[1]))
+    maps = features.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    seeds = seeds_from_labels(teacher_labels(images, cams, settings, config), IGNORE,
+                              maps[0].shape[1:3])
+    embedding = train_embedding(maps, seeds, settings.affinity_epochs,
+                                log=lambda line: print(line, file=log, flush=True))
+    cache.mkdir(parents=True, exist_ok=True)
+    embedding.save(cache / "affinity.keras")
+    embeddings = embedding.predict(maps, batch_size=32, verbose=0)
+    return np.stack([random_walk(e, c, settings.affinity_beta, settings.affinity_steps,
+                                 settings.affinity_bg_power)
+                     for e, c in zip(embeddings, cams)])
+
+
 def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherConfig,
                      training: StudentConfig, classifier: keras.Model) -> PseudoSet:
     side = training.input_size
     cache = Path(request.cache)
     teacher = MultiViewCam(classifier, settings)
+    sources = []   # (images, fused CAMs, description, tiles wanted) of photos labelled corrosion
     parts: list[PseudoSet] = []
     if request.data:
         items = find_labelled_images(request.data)
-        positives = [i.path for i in items if i.label == 1]
-        images, cams = fused_cams(teacher, positives, side, cache, "classes")
-        labels = teacher_labels(images, cams, settings, config)
-        parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
-                               f"{len(labels)} corrosion photos of {request.data}"))
+        images, cams = fused_cams(teacher, [i.path for i in items if i.label == 1], side, cache,
+                                  "classes")
+        sources.append((images, cams, f"{len(images)} corrosion photos of {request.data}", 0))
         negatives = [_square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
         parts.append(PseudoSet(np.stack(negatives), np.zeros((len(negatives), side, side),
                                                              np.uint8),
@@ -134,16 +157,24 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
     if request.photos_from:
         pairs = find_masked_images(request.photos_from, "tune", config.data.holdout_fraction)
         images, cams = fused_cams(teacher, [p.image for p in pairs], side, cache, "photos")
-        labels = teacher_labels(images, cams, settings, config)
-        parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32),
-                               f"{len(labels)} tune photos of {request.photos_from}"))
-        if training.tiles_per_photo:
-            tiles, tile_labels = half_size_tiles(images, labels, training.tiles_per_photo)
-            parts.append(PseudoSet(tiles, tile_labels, np.ones(len(tiles), np.float32),
-                                   f"{len(tiles)} half-size tiles of those photos"))
-    if not parts:
+        sources.append((images, cams, f"{len(images)} tune photos of {request.photos_from}",
+                        training.tiles_per_photo))
+    if not sources:
         raise DataError("rustseg distill: give --data (class folders) and/or --photos-from "
-                        "(an images+masks folder)")
+                        "(an images+masks folder) holding photos labelled corrosion")
+    if settings.affinity_epochs:
+        walked = walked_cams(classifier, np.concatenate([s[0] for s in sources]),
+                             np.concatenate([s[1] for s in sources]), settings, config, cache)
+        offsets = np.cumsum([0] + [len(s[0]) for s in sources])
+        sources = [(s[0], walked[a:b], *s[2:]) for s, a, b in zip(sources, offsets, offsets[1:])]
+    for images, cams, description, tiles in sources:
+        labels = teacher_labels(images, cams, settings, config)
+        parts.append(PseudoSet(images, labels, np.ones(len(labels), np.float32), description))
+        if tiles:
+            tile_images, tile_labels = half_size_tiles(images, labels, tiles)
+            parts.append(PseudoSet(tile_images, tile_labels, np.ones(len(tile_images),
+                                                                      np.float32),
+                                   f"{len(tile_images)} half-size tiles of those photos"))
     return PseudoSet(np.concatenate([p.images for p in parts]),
                      np.concatenate([p.labels for p in parts]),
                      np.concatenate([p.weights for p in parts]),

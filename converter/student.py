@@ -73,8 +73,12 @@ def head_model(feature_shapes: list[tuple[int, ...]]) -> keras.Model:
 def attach_head(classifier: keras.Model, head: keras.Model | None = None) -> keras.Model:
     """The classifier with the head on its features: image -> [logit, seg].
 
-    With `head`, its trained weights are copied into the new model's head layers by name.
+    With `head`, its trained weights are copied into the new model's head layers by name. A
+    model that already has a head gets a fresh one in its place (re-distilling a v2 model).
     """
+    if has_head(classifier):
+        classifier = keras.Model(classifier.input, classifier.get_layer(LOGIT_LAYER).output,
+                                 name=classifier.name.removesuffix("_seg"))
     seg = build_head(*(classifier.get_layer(name).output for name in FEATURE_LAYERS))
     combined = keras.Model(classifier.input, [classifier.get_layer(LOGIT_LAYER).output, seg],
                            name=f"{classifier.name}_seg")

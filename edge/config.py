@@ -108,6 +108,13 @@ class TeacherConfig:
     cam_gamma: float = spec("fused CAM ** gamma before the CRF prior", range=(0.1, 5.0))
     fg_floor: float = spec("P(corrosion) the coldest fused CAM maps to", range=(0.0, 0.5))
     fg_ceiling: float = spec("P(corrosion) the hottest fused CAM maps to", range=(0.5, 1.0))
+    affinity_epochs: int = spec("epochs of the affinity embedding trained from confident "
+                                "cells (0: no random walk)", range=(0, 200))
+    affinity_beta: float = spec("random walk: affinity ** beta sharpens the transitions",
+                                range=(0.5, 64))
+    affinity_steps: int = spec("random walk: propagation steps", range=(1, 1024))
+    affinity_bg_power: float = spec("random walk: background seed is (1 - cam) ** this",
+                                    range=(0.1, 16))
     crf_scale_px: int = spec("longest side the teacher's CRF works at", range=(16, 4096))
     crf_iterations: int = spec("mean-field iterations of the teacher's CRF", range=(0, 50))
     cam_threshold: float = spec("fused CAM level that counts as rust; pixels where the CRF "
