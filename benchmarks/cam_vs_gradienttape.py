@@ -19,12 +19,14 @@ def main() -> None:
 
     from converter.gradcam import ReferenceGradCamPP
     from converter.model import at_input_size
+    from converter.student import without_head
     from edge.runtime import CorrosionModel
 
     card = json.loads(DEFAULT_TFLITE.with_suffix(".json").read_text())
     layer, size = card["cam_layer"], card["input_size"][0]
     # The shipped model runs at the card's input size, so the Keras reference does too.
-    model = at_input_size(keras.models.load_model(DEFAULT_KERAS), size)
+    # The CAM explains the classifier's logit; the seg head (contract v2) plays no part.
+    model = at_input_size(without_head(keras.models.load_model(DEFAULT_KERAS)), size)
     runtime = CorrosionModel(DEFAULT_TFLITE, threads=1)
     images = real_images(8, size, seed=2)
     image = images[0]

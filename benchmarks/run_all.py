@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ("cam_vs_gradienttape", "cam_overhead", "quantization", "refine_paths",
-          "threads_and_sizes", "live_loop")
+SUITES = ("cam_vs_gradienttape", "cam_overhead", "quantization", "refine_paths", "quality",
+          "gate_choice", "threads_and_sizes", "live_loop")
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

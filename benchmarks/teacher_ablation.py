@@ -30,6 +30,9 @@ VARIANTS = {
     "+ 3x3 half-size crops": dict(scales=(320, 448), crop_grid=3, flip=True, fine_layer=""),
     "+ block_13 layer fusion": dict(scales=(320, 448), crop_grid=3, flip=True,
                                     fine_layer="block_13_expand_relu"),
+    # The crops variant's maps, walked over the affinities `rustseg distill` learnt (--affinity).
+    "3x3 crops + affinity random walk": dict(scales=(320, 448), crop_grid=3, flip=True,
+                                             fine_layer="", walk=True),
 }
 _THRESHOLDS = np.round(np.arange(0.1, 0.75, 0.05), 2)
 _CRF_GRID = dict(cam_gamma=(0.5, 1.0), fg_floor=(0.15, 0.3), fg_ceiling=(0.7, 0.85))
@@ -61,6 +64,31 @@ def fused_maps(name: str, settings, pairs, cache: Path) -> np.ndarray:
     return cams
 
 
+def walked(cams: np.ndarray, pairs, embedding_path: Path, settings) -> np.ndarray:
+    """Each fused CAM after the random walk over the learnt affinities of its photo."""
+    import cv2
+    import keras
+
+    from converter.affinity import random_walk
+    from converter.export import load_keras_model
+    from converter.model import at_input_size
+    from converter.student import feature_model
+    from edge.imageio import read_image_bgr
+
+    classifier = load_keras_model(DEFAULT_KERAS)
+    features = feature_model(at_input_size(classifier, 320))
+    embedding = keras.models.load_model(embedding_path, compile=False)
+    out = []
+    for cam, pair in zip(cams, pairs):
+        rgb = cv2.resize(cv2.cvtColor(read_image_bgr(pair.image), cv2.COLOR_BGR2RGB), (320, 320),
+                         interpolation=cv2.INTER_AREA)
+        maps = features.predict(rgb[None].astype(np.float32), verbose=0)
+        out.append(random_walk(embedding.predict(maps, verbose=0)[0], cam,
+                               settings.affinity_beta, settings.affinity_steps,
+                               settings.affinity_bg_power))
+    return np.stack(out)
+
+
 def pooled_iou(masks, truths) -> float:
     inter = sum(int(np.count_nonzero(m & t)) for m, t in zip(masks, truths))
     union = sum(int(np.count_nonzero(m | t)) for m, t in zip(masks, truths))
@@ -81,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default="/tmp/rustseg_teacher_cache", type=Path)
     parser.add_argument("--out", default=str(RESULTS / "teacher_ablation"))
+    parser.add_argument("--affinity", type=Path, default=Path("build/pseudo/affinity.keras"),
+                        help="the embedding `rustseg distill` saved (its --cache folder)")
     args = parser.parse_args()
 
     from edge.config import load_config
@@ -98,8 +128,15 @@ def main() -> None:
     truths = {k: [read_mask(p.mask) for p in v] for k, v in splits.items()}
     rows = []
     for name, overrides in VARIANTS.items():
+        overrides = dict(overrides)
+        walk = overrides.pop("walk", False)
+        if walk and not args.affinity.is_file():
+            print(f"skipped {name}: no {args.affinity} (run rustseg distill first)")
+            continue
         variant = replace(config.teacher, **overrides)
         cams = {k: fused_maps(name, variant, v, args.cache) for k, v in splits.items()}
+        if walk:
+            cams = {k: walked(cams[k], splits[k], args.affinity, variant) for k in cams}
         up = {k: upsampled(cams[k], truths[k][0].shape) for k in cams}
         tune_scores = {t: pooled_iou([c >= t for c in up["tune"]], truths["tune"])
                        for t in _THRESHOLDS}

@@ -27,7 +27,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from converter.builtin_grad import with_builtin_gradients
 from converter.gradcam import cam_from_gradients, cam_model, reference_gradcam_pp
 from converter.model import at_input_size
-from converter.student import SEG_LAYER, SEG_STRIDE, has_head
+from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
 from edge.modelcard import ModelCard, sha256_hex
 
@@ -114,7 +114,7 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> F
 
 def build_score_function(model: keras.Model, input_size: int) -> FrozenCam:
     """The plain classifier (score only), frozen like the CAM model: the overhead baseline."""
-    sized = at_input_size(model, input_size)
+    sized = at_input_size(without_head(model), input_size)
 
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
                                                 name="image")])

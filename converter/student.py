@@ -76,9 +76,7 @@ def attach_head(classifier: keras.Model, head: keras.Model | None = None) -> ker
     With `head`, its trained weights are copied into the new model's head layers by name. A
     model that already has a head gets a fresh one in its place (re-distilling a v2 model).
     """
-    if has_head(classifier):
-        classifier = keras.Model(classifier.input, classifier.get_layer(LOGIT_LAYER).output,
-                                 name=classifier.name.removesuffix("_seg"))
+    classifier = without_head(classifier)
     seg = build_head(*(classifier.get_layer(name).output for name in FEATURE_LAYERS))
     combined = keras.Model(classifier.input, [classifier.get_layer(LOGIT_LAYER).output, seg],
                            name=f"{classifier.name}_seg")
@@ -91,6 +89,14 @@ def attach_head(classifier: keras.Model, head: keras.Model | None = None) -> ker
 
 def has_head(model: keras.Model) -> bool:
     return any(layer.name == SEG_LAYER for layer in model.layers)
+
+
+def without_head(model: keras.Model) -> keras.Model:
+    """The classifier alone (image -> logit), whether or not `model` carries a seg head."""
+    if not has_head(model):
+        return model
+    return keras.Model(model.input, model.get_layer(LOGIT_LAYER).output,
+                       name=model.name.removesuffix("_seg"))
 
 
 def masked_bce(targets_and_weights: tf.Tensor, probability: tf.Tensor) -> tf.Tensor:
