@@ -122,15 +122,15 @@ def walked_cams(classifier: keras.Model, images: np.ndarray, cams: np.ndarray,
     The embedding learns from the confident cells of the CAM + CRF labels of these same
     photos; it is saved as CACHE/affinity.keras for benchmarks/teacher_ablation.py.
     """
-    features = feature_model(at_input_size(classifier, images.shape[1]))
-    maps = features.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    maps = frozen_features(classifier, images, images.shape[1])
     seeds = seeds_from_labels(teacher_labels(images, cams, settings, config), IGNORE,
                               maps[0].shape[1:3])
     embedding = train_embedding(maps, seeds, settings.affinity_epochs,
                                 log=lambda line: print(line, file=log, flush=True))
     cache.mkdir(parents=True, exist_ok=True)
     embedding.save(cache / "affinity.keras")
-    embeddings = embedding.predict(maps, batch_size=32, verbose=0)
+    embeddings = embedding.predict([m.astype(np.float32) for m in maps], batch_size=32,
+                                   verbose=0)
     return np.stack([random_walk(e, c, settings.affinity_beta, settings.affinity_steps,
                                  settings.affinity_bg_power)
                      for e, c in zip(embeddings, cams)])
@@ -186,22 +186,62 @@ def _square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
                         cv2.COLOR_BGR2RGB)
 
 
+def frozen_features(classifier: keras.Model, images: np.ndarray, input_size: int,
+                    chunk: int = 256) -> list[np.ndarray]:
+    """The backbone's FEATURE_LAYERS maps for uint8 RGB images, stored as float16.
+
+    Computed in chunks: float32 maps of a few thousand 320 px samples would not fit in memory
+    (about 1.6 MB each); float16 halves that, and the head casts each batch back.
+    """
+    features = feature_model(at_input_size(classifier, input_size))
+    maps = None
+    for start in range(0, len(images), chunk):
+        batch = features.predict(images[start:start + chunk].astype(np.float32), batch_size=32,
+                                 verbose=0)
+        if maps is None:
+            maps = [np.empty((len(images), *m.shape[1:]), np.float16) for m in batch]
+        for stored, part in zip(maps, batch):
+            stored[start:start + len(part)] = part
+    return maps
+
+
+class _FeatureBatches(keras.utils.PyDataset):
+    """Shuffled batches of (float32 feature maps, targets) cut from float16 arrays."""
+
+    def __init__(self, maps: list[np.ndarray], targets: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.maps, self.targets, self.batch_size = maps, targets, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(targets))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.targets) / self.batch_size))
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        return [m[rows].astype(np.float32) for m in self.maps], self.targets[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.targets))
+
+
 def train_head(classifier: keras.Model, data: PseudoSet, training: StudentConfig,
                log=sys.stdout) -> tuple[keras.Model, list[dict]]:
     """Fit the head on frozen features of `data` and its mirror; returns (head, epoch log)."""
     keras.utils.set_random_seed(training.seed)
-    sized = at_input_size(classifier, training.input_size)
-    features = feature_model(sized)
     images = np.concatenate([data.images, data.images[:, :, ::-1]])
     labels = np.concatenate([data.labels, data.labels[:, :, ::-1]])
     weights = np.concatenate([data.weights, data.weights])
     out_hw = (training.input_size // SEG_STRIDE,) * 2
     targets = targets_at_stride(labels, IGNORE, out_hw)
     targets[..., 1] *= weights[:, None, None]
-    maps = features.predict(images.astype(np.float32), batch_size=32, verbose=0)
-    maps = [m.astype(np.float16) for m in maps]  # halves the memory; the head casts back
+    maps = frozen_features(classifier, images, training.input_size)
+    del images
     head = head_model([m.shape[1:] for m in maps])
-    head.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=masked_bce)
+    batches = _FeatureBatches(maps, targets, training.batch_size, training.seed)
+    schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate,
+                                                      training.epochs * len(batches))
+    head.compile(optimizer=keras.optimizers.Adam(schedule), loss=masked_bce)
     history = []
 
     class _Log(keras.callbacks.Callback):
@@ -210,11 +250,7 @@ def train_head(classifier: keras.Model, data: PseudoSet, training: StudentConfig
             history.append(record)
             print(json.dumps(record), file=log, flush=True)
 
-    schedule = keras.optimizers.schedules.CosineDecay(
-        training.learning_rate, training.epochs * int(np.ceil(len(images) / training.batch_size)))
-    head.optimizer.learning_rate = schedule
-    head.fit([m.astype(np.float32) for m in maps], targets, batch_size=training.batch_size,
-             epochs=training.epochs, shuffle=True, verbose=0, callbacks=[_Log()])
+    head.fit(batches, epochs=training.epochs, verbose=0, callbacks=[_Log()])
     return head, history
 
 

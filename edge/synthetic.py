@@ -12,6 +12,8 @@ deterministic for a given seed.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -232,13 +234,16 @@ def _cast_shadow(rng: np.random.Generator, frame: np.ndarray) -> None:
 # --- folders and clips ----------------------------------------------------------------------
 
 def write_classification_folder(root: str | Path, n_per_class: int, size: int = 224,
-                                seed: int = 0) -> Path:
-    """`root/corrosion/*.png` and `root/no_corrosion/*.png`, n_per_class each. Returns root."""
+                                seed: int = 0, options: SceneOptions = SceneOptions()) -> Path:
+    """`root/corrosion/*.png` and `root/no_corrosion/*.png`, n_per_class each. Returns root.
+
+    `options` shapes both classes' scenes; only its `rust` flag is set per class."""
     root = Path(root)
     for label, rust in (("corrosion", True), ("no_corrosion", False)):
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
-            frame, _ = make_scene(size, size, seed=_mix(seed, i, rust), options=SceneOptions(rust=rust))
+            frame, _ = make_scene(size, size, seed=_mix(seed, i, rust),
+                                  options=dataclasses.replace(options, rust=rust))
             cv2.imwrite(str(root / label / f"{label}_{i:04d}.png"), frame)
     return root
 

@@ -14,7 +14,7 @@ from edge.profiler import StageTimes
 from edge.refine import make_refiner
 from edge.runtime import CorrosionModel, Prediction
 from edge.segment import Segmenter
-from edge.synthetic import make_scene
+from edge.synthetic import SceneOptions, make_scene
 
 SIZE = 96          # tiny model input: seg is 12x12, cam (out_relu) 3x3
 
@@ -144,12 +144,10 @@ def test_the_gate_opens_on_seg_evidence_below_the_threshold_and_not_on_clean_fra
     assert gate.opens(Prediction(0.6, np.zeros((10, 10))))
 
 
-TINY_CLASSIFIER = {"train.input_size": 64, "train.weights": "none", "train.batch_size": 32,
-                   "train.head_epochs": 40, "train.finetune_epochs": 0, "train.head_lr": 0.003,
-                   "train.patience": 40, "train.dropout": 0.0, "train.label_smoothing": 0.0}
-TINY_DISTILL = {"teacher.scales": (64, 96), "teacher.crop_size": 64, "teacher.work_px": 32,
-                "teacher.crf_scale_px": 64, "teacher.crf_iterations": 5,
-                "student.input_size": 64, "student.epochs": 40, "student.batch_size": 16,
+# Small, scattered rust: the 10x10 CAM is too coarse for it, which is what the teacher's crops,
+# affinities and CRF and the student's stride-8 head are for.
+SPOTTY = SceneOptions(patch_scale=0.4, max_patches=6)
+TINY_DISTILL = {"teacher.affinity_epochs": 3, "student.epochs": 20, "student.batch_size": 16,
                 "student.tiles_per_photo": 0}
 
 
@@ -161,34 +159,34 @@ def _pooled_iou(masks, truths):
 
 @needs_tf
 def test_a_tiny_teacher_to_student_run_learns_finer_masks_than_the_cam(tmp_path):
-    """Synthetic scenes, image labels only: the student's masks beat the thresholded CAM."""
+    """Image labels only (20 + 20 synthetic photos), the shipped classifier as the teacher's
+    backbone: the student's thresholded seg beats the thresholded CAM on unseen scenes."""
     import keras
 
     from converter.distill import DistillRequest, distill
     from converter.export import load_keras_model
     from converter.gradcam import reference_gradcam_pp
-    from converter.student import SEG_LAYER
-    from converter.train import TrainRequest, train
+    from converter.model import at_input_size
+    from converter.student import SEG_LAYER, without_head
     from edge.synthetic import write_classification_folder
 
-    data = write_classification_folder(tmp_path / "train", n_per_class=100, size=72, seed=1)
-    val = write_classification_folder(tmp_path / "val", n_per_class=20, size=72, seed=2)
-    config = load_config(overrides={**TINY_CLASSIFIER, **TINY_DISTILL})
-    train(TrainRequest(str(data), str(tmp_path / "clf"), str(val)), config)
-    metrics = distill(DistillRequest(str(tmp_path / "clf.keras"), str(tmp_path / "student"),
-                                     str(data), cache=str(tmp_path / "cache")), config)
-    assert metrics["student"]["ignored_share"] < 0.9
+    side = 320
+    data = write_classification_folder(tmp_path / "train", n_per_class=20, size=side, seed=1,
+                                       options=SPOTTY)
+    config = load_config(overrides=TINY_DISTILL)
+    metrics = distill(DistillRequest(str(ROOT / "models" / "rustseg_default.keras"),
+                                     str(tmp_path / "student"), str(data),
+                                     cache=str(tmp_path / "cache")), config)
+    assert 0 < metrics["student"]["ignored_share"] < 0.5
 
-    student = load_keras_model(tmp_path / "student.keras")
-    scenes = [make_scene(64, 64, seed=500 + i) for i in range(24)]
-    scenes = [(frame, truth) for frame, truth in scenes if truth.any()]
+    student = at_input_size(load_keras_model(tmp_path / "student.keras"), side)
+    scenes = [make_scene(side, side, seed=500 + i, options=SPOTTY) for i in range(16)]
     images = np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame, _ in scenes])
     truths = [truth for _, truth in scenes]
     seg = keras.Model(student.input, student.get_layer(SEG_LAYER).output).predict(
         images.astype(np.float32), verbose=0)[..., 0]
-    student_masks = [cv2.resize(s, (64, 64), interpolation=cv2.INTER_LINEAR) >= 0.5 for s in seg]
-    _, cams = reference_gradcam_pp(load_keras_model(tmp_path / "clf.keras"), "out_relu", images)
-    cam_up = [cv2.resize(c, (64, 64), interpolation=cv2.INTER_LINEAR) for c in cams]
+    student_iou = _pooled_iou([cv2.resize(s, (side, side)) >= 0.5 for s in seg], truths)
+    _, cams = reference_gradcam_pp(without_head(student), "out_relu", images)
+    cam_up = [cv2.resize(c, (side, side), interpolation=cv2.INTER_LINEAR) for c in cams]
     best_cam_iou = max(_pooled_iou([c >= t for c in cam_up], truths) for t in (0.2, 0.35, 0.5))
-    student_iou = _pooled_iou(student_masks, truths)
-    assert student_iou >= best_cam_iou + 0.1, (student_iou, best_cam_iou)
+    assert student_iou >= best_cam_iou + 0.08, (student_iou, best_cam_iou)
