@@ -219,7 +219,7 @@ class _FeatureBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        return [m[rows].astype(np.float32) for m in self.maps], self.targets[rows]
+        return tuple(m[rows].astype(np.float32) for m in self.maps), self.targets[rows]
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.targets))
