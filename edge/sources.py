@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -69,6 +70,11 @@ class FrameSource(ABC):
     @abstractmethod
     def read(self) -> Frame | None: ...
 
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        """The files this source reads, each with the name of the frame it becomes (None when
+        not known up front); the run checks that no output writes over them."""
+        return []
+
     def close(self) -> None:
         self.ended = True
 
@@ -84,7 +90,11 @@ class ImageListSource(FrameSource):
             raise SourceError(f"source {describe}: no images found "
                               f"({', '.join(IMAGE_SUFFIXES)})")
         self.paths, self.describe, self.position = paths, describe, 0
+        self.names = unique_frame_names(paths)
         self.warnings: list[str] = []
+
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        return list(zip(self.paths, self.names))
 
     def read(self) -> Frame | None:
         while self.position < len(self.paths):
@@ -100,7 +110,7 @@ class ImageListSource(FrameSource):
                 self.warnings.append(str(exc))
                 continue
             self.latest_index = index
-            return Frame(index, checked_frame(image, str(path)), time.time(), path.stem)
+            return Frame(index, checked_frame(image, str(path)), time.time(), self.names[index])
         self.ended = True
         return None
 
@@ -119,6 +129,9 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        return [(self.path, None)]
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
@@ -347,6 +360,23 @@ class _PacedClip:
 
 
 # --- URI parsing ----------------------------------------------------------------------------
+
+def unique_frame_names(paths: list[Path]) -> list[str]:
+    """One distinct output name per image: the stem, or stem_suffix where stems clash (a.jpg
+    and a.png), with a counter where even that clashes (a glob over several folders)."""
+    stem_counts = Counter(p.stem for p in paths)
+    names, used = [], set()
+    for path in paths:
+        stem = path.stem
+        name = stem if stem_counts[stem] == 1 else f"{stem}_{path.suffix.lstrip('.').lower()}"
+        candidate, n = name, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name}_{n}"
+        used.add(candidate)
+        names.append(candidate)
+    return names
+
 
 def checked_frame(image: np.ndarray, describe: str) -> np.ndarray:
     height, width = image.shape[:2]

@@ -42,7 +42,7 @@ def test_synthetic_source_to_video_log_and_masks_with_exact_accounting(tmp_path)
                          str(tmp_path / "masks"), headless=True, print_frames=False)
     report = run_loop(_config(), request)
     records = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
-    assert report.frames_read == report.frames_written + report.dropped == 24
+    assert report.frames_read == report.frames_processed + report.dropped == 24
     assert len(records) == 24 == _video_frames(tmp_path / "out.mp4")
     assert [r["index"] for r in records] == list(range(24))
     assert {"index", "captured_at", "output_at", "score", "corroded_fraction", "path", "ms",
@@ -64,7 +64,7 @@ def test_image_folder_source_names_masks_after_the_images(tmp_path):
     request = RunRequest(str(folder), (), None, str(tmp_path / "masks"), headless=True,
                          print_frames=False)
     report = run_loop(_config(**{"refine.mode": "none"}), request)
-    assert report.frames_written == 3
+    assert report.frames_processed == 3
     assert sorted(p.stem for p in (tmp_path / "masks").glob("*.png")) == \
         ["bolt_b", "girder_a", "weld_c"]
 

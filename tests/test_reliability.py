@@ -106,7 +106,7 @@ def test_grayscale_rgba_and_16_bit_images_are_processed(tmp_path):
     cv2.imwrite(str(folder / "deep.png"), frame.astype(np.uint16) * 257)
     report = run_loop(load_config(overrides={"refine.mode": "full"}),
                       RunRequest(str(folder), (), None, str(tmp_path / "m"), True, False))
-    assert report.frames_written == 3
+    assert report.frames_processed == 3
     for stem in ("gray", "rgba", "deep"):
         assert cv2.imread(str(tmp_path / "m" / f"{stem}.png"), cv2.IMREAD_UNCHANGED).shape \
             == (60, 80)
@@ -327,8 +327,8 @@ def test_twenty_viewers_and_stalled_clients_do_not_slow_the_loop_or_leak_threads
     with open_source("synthetic://?width=320&height=240&frames=0&fps=30") as source:
         report = _run_with(source, config, [sink], frames=90)
     # A live source may drop a stale frame now and then; every frame is accounted for.
-    assert report.frames_read == report.frames_written + report.dropped
-    assert report.frames_written >= 80
+    assert report.frames_read == report.frames_processed + report.dropped
+    assert report.frames_processed >= 80
     assert report.fps > 20  # the source's 30 FPS pace, not the viewers', sets the rate
     for s in stalled:
         s.close()
