@@ -33,6 +33,7 @@ from pathlib import Path
 from edge.config import Config, describe_key, load_config, resolve_resource
 from edge import native_logs
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
+from edge.writable import check_option_writable
 
 _EXIT_INTERRUPTED = 128 + signal.SIGINT
 _EXIT_INTERNAL = 70
@@ -307,6 +308,7 @@ def _eval(args, config: Config) -> int:
     from edge.evaluate import EvalRequest, check_layout, evaluate, format_report
 
     check_layout(args.data)  # a wrong folder fails before the model is even loaded
+    check_option_writable(args.json_out, "--json")  # ... and so does an unwritable --json
     segmenter = _segmenter(config)
     print(f"model {segmenter.model.path} on {segmenter.model.runtime}", file=sys.stderr)
     report = evaluate(segmenter, EvalRequest(args.data, args.json_out, args.split,
@@ -358,6 +360,8 @@ def _bench(args, config: Config) -> int:
         raise ConfigError("rustseg bench: give --source or --data, not both")
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError("rustseg bench: --frames must be >= 1 and --warmup >= 0")
+    check_option_writable(args.json_out, "--json")
+    check_option_writable(args.csv_out, "--csv")
     report = run_bench(config, BenchRequest(args.source, args.data, args.frames, args.warmup,
                                             args.json_out, args.csv_out))
     print(format_bench(report))

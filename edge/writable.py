@@ -10,6 +10,8 @@ import errno
 import os
 from pathlib import Path
 
+from edge.errors import ConfigError
+
 
 def make_folder(folder: Path) -> None:
     """mkdir -p. A file standing where the folder should be is reported as "Not a directory";
@@ -31,3 +33,16 @@ def check_writable(path: Path) -> None:
     os.close(fd)
     if not existed:
         path.unlink()
+
+
+def check_option_writable(path: str | os.PathLike | None, option: str) -> None:
+    """Before a long eval or bench: ConfigError naming the option and the OS's reason unless
+    the result file it names can be written (its folder is created if missing)."""
+    if path is None:
+        return
+    target = Path(path)
+    try:
+        make_folder(target.parent)
+        check_writable(target)
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot write ({exc.strerror})") from None
