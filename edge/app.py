@@ -81,11 +81,11 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     segmenter = build_segmenter(config)
     loop = config.loop
     with ExitStack() as stack:
+        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]  # fail fast
         print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
-        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         check_no_overwrite(source.input_files(), sinks)  # before anything is written
         for sink in sinks:
             sink.start()
