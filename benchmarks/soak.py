@@ -1,7 +1,7 @@
 """Soak: many synthetic frames through the whole loop at full speed, watching for leaks.
 
 Reports RSS after warm-up and at the end (growth must stay under 20 MB), the thread count
-before and after (must not grow), and the frame accounting (read == written + dropped).
+before and after (must not grow), and the frame accounting (read == processed + dropped).
 Outputs are a JSONL log and a counting sink, so disk speed does not set the pace.
 
     python benchmarks/soak.py --frames 20000 --json benchmarks/results/soak.json   (make soak)
