@@ -310,6 +310,9 @@ class LiveSource(FrameSource):
             except SourceError as exc:
                 reason = str(exc)
             else:
+                if self._stop.is_set():  # the caller gave up (timeout, Ctrl-C) meanwhile
+                    device.release()
+                    return False
                 with self._lock:
                     self._device = device
                     if first:
