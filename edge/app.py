@@ -81,7 +81,9 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     segmenter = build_segmenter(config)
     loop = config.loop
     with ExitStack() as stack:
-        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]  # fail fast
+        # push, not enter_context: closed on the way out, but not started (nothing written)
+        # until the overwrite check below has passed. Built before the source: fail fast.
+        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,

@@ -50,6 +50,7 @@ class FrameSink(ABC):
     wants_stop = False           # a sink may ask the loop to stop (display window closed)
 
     def __enter__(self) -> "FrameSink":
+        self.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -166,6 +167,8 @@ class JsonlLogSink(FrameSink):
         self.file = None
 
     def start(self) -> None:
+        if self.file is not None:
+            return
         try:
             self.file = open(self.path, "w", buffering=1)
         except OSError as exc:

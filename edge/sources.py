@@ -205,11 +205,11 @@ class LiveSource(FrameSource):
         self.reconnects = 0
         self._lock = threading.Condition()
         self._newest: Frame | None = None
-        self._error: SourceError | None = None
+        self._error: Exception | None = None   # raised to the caller by the constructor/read()
         self._opened = False
         self._stop = threading.Event()
         self._device = None
-        self._thread = threading.Thread(target=self._capture_loop, name=f"capture {describe}",
+        self._thread = threading.Thread(target=self._capture_thread, name=f"capture {describe}",
                                         daemon=True)  # daemon: an open stuck in C is left behind
         self._thread.start()
         self._wait_until_open()
@@ -270,6 +270,14 @@ class LiveSource(FrameSource):
             self._newest = Frame(index, image, time.time(), f"{index:06d}")
             self.latest_index = index
             self._lock.notify_all()
+
+    def _capture_thread(self) -> None:
+        try:
+            self._capture_loop()
+        except Exception as exc:  # a driver bug: handed to the caller, who re-raises it
+            with self._lock:
+                self._error = exc
+                self._lock.notify_all()
 
     def _capture_loop(self) -> None:
         if not self._connect(first=True):
