@@ -8,9 +8,9 @@ thread because GUI windows must live there.
 Stopping (end of source, --frames reached, a stop request from a signal or a display window)
 stops capture only; frames already inside the pipeline are finished and written, so that
 frames read == frames processed + frames dropped, exactly. Each output counts the frames it
-actually wrote; one that fails is recorded with the frame where it stopped and the reason. Only live sources drop frames: the
-capture thread keeps the newest frame, and a stage that falls behind lets the next queue
-drop its oldest frame rather than show the inspector the past.
+actually wrote; one that fails is recorded with the frame where it stopped and the reason.
+Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
+falls behind lets the next queue drop its oldest frame rather than show the inspector the past.
 """
 
 from __future__ import annotations
