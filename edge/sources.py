@@ -42,6 +42,7 @@ _LIVE_WAIT_S = 0.5            # read() gives up waiting for a new live frame aft
 _MAX_BACKOFF_S = 2.0
 _OPEN_WAIT_STEP_S = 0.2       # the start-up wait wakes this often (Ctrl-C stays responsive)
 _OPEN_GRACE_S = 1.0           # beyond reconnect_timeout_s, for the last try under way to finish
+_MIN_STREAM_TIMEOUT_MS = 1000  # FFmpeg open/read timeout floor per try
 _SYNTHETIC_KEYS = {"width": int, "height": int, "frames": int, "seed": int, "fps": float}
 _MAX_SIDE_PX = 16384          # larger frames are refused rather than exhausting memory
 
@@ -348,7 +349,8 @@ class OpenCvCaptureSource(LiveSource):
         self.target, self.api = target, api
         self.params: list[int] = []
         if api == cv2.CAP_FFMPEG:  # FFmpeg's own wait for a silent server is 30 s
-            timeout_ms = max(1, int(reconnect_timeout_s * 1000))
+            # at least 1 s per try, so that a timeout of 0 ("never retry") still connects
+            timeout_ms = max(_MIN_STREAM_TIMEOUT_MS, int(reconnect_timeout_s * 1000))
             self.params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
         super().__init__(describe, reconnect_timeout_s, backoff_s)
