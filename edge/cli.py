@@ -5,19 +5,8 @@ also the only place that turns exceptions into one-line messages and exit codes.
 mirror a config key carry that key as their `dest` (`refine.mode`) and default to None, so
 "not given" means "use config.yaml".
 
-Exit codes (also in `rustseg --help` and README's Reliability section):
-    0    the run ended as asked (source ended, --frames reached) and every output kept every frame
-    1    an operating-system error outside any handled spot (the message names the file)
-    2    bad input: option, config, model, data, or an output that would overwrite a source
-    3    the source could not be opened, or was lost and not back in loop.reconnect_timeout_s
-    4    an output could not be opened at start, or failed and stopped the run
-         (loop.sink_error_policy=stop)
-    5    an output failed mid-run and the run went on without it (loop.sink_error_policy=drop);
-         the report names the output and the frame where it stopped
-    70   internal error (a bug)
-    130  stopped by Ctrl-C (the frames in flight were finished and the outputs closed; a second
-         Ctrl-C exits at once, also 130); 143: stopped the same way by SIGTERM
-    141  stdout was closed by its reader (`rustseg run ... | head`); ends quietly
+The exit codes are listed once, in `_EXIT_CODES_HELP` below; `rustseg --help` shows them and
+README's Reliability section repeats them for readers.
 """
 
 from __future__ import annotations
@@ -30,8 +19,8 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.config import Config, describe_key, load_config, resolve_resource
 from edge import native_logs
+from edge.config import Config, describe_key, load_config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
 from edge.writable import check_option_writable
 
