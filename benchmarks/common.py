@@ -57,8 +57,14 @@ def write_report(out_stem: str | Path, report: dict, table_lines: list[str]) -> 
 
 
 def bar_plot(name: str, labels: list[str], values: list[float], ylabel: str, title: str,
-             log: bool = False) -> Path:
-    import matplotlib
+             log: bool = False) -> Path | None:
+    """RESULTS/NAME.png, or None with a note when matplotlib (the bench extra) is absent: the
+    JSON report is the result, the plot only pictures it."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"plot {name}.png skipped: matplotlib is not installed (pip install '.[bench]')")
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

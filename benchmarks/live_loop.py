@@ -28,7 +28,7 @@ def _run(mode: str, source: str, target_fps: float = 15.0) -> dict:
         report = run_loop(config, RunRequest(source, (str(Path(scratch) / "v.mp4"),),
                                              str(Path(scratch) / "l.jsonl"), None, True, False))
     stages = report.summary()["stages"]
-    return {"refine": mode, "fps": report.fps, "frames_written": report.frames_written,
+    return {"refine": mode, "fps": report.fps, "frames_processed": report.frames_processed,
             "dropped": report.dropped, "paths": report.paths,
             **_lag(report.lag_frames),
             "stage_p50_ms": {k: v["p50"] for k, v in stages.items()}}

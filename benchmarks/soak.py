@@ -1,7 +1,7 @@
 """Soak: many synthetic frames through the whole loop at full speed, watching for leaks.
 
 Reports RSS after warm-up and at the end (growth must stay under 20 MB), the thread count
-before and after (must not grow), and the frame accounting (read == written + dropped).
+before and after (must not grow), and the frame accounting (read == processed + dropped).
 Outputs are a JSONL log and a counting sink, so disk speed does not set the pace.
 
     python benchmarks/soak.py --frames 20000 --json benchmarks/results/soak.json   (make soak)
@@ -70,9 +70,9 @@ def soak(frames: int, refine: str = "light", width: int = 640, height: int = 480
     start = counter.rss_after_warmup if counter.rss_after_warmup is not None else rss_end
     result = {
         "frames_requested": frames, "refine": refine, "frame_size": [width, height],
-        "frames_read": report.frames_read, "frames_written": report.frames_written,
+        "frames_read": report.frames_read, "frames_processed": report.frames_processed,
         "dropped": report.dropped, "log_lines": log_lines, "sink_count": counter.count,
-        "accounting_exact": report.frames_read == report.frames_written + report.dropped
+        "accounting_exact": report.frames_read == report.frames_processed + report.dropped
         == log_lines + report.dropped,
         "rss_after_warmup_mb": start, "rss_end_mb": rss_end, "rss_growth_mb": rss_end - start,
         "threads_before": threads_before, "threads_after_warmup": counter.threads_after_warmup,

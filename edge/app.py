@@ -2,7 +2,8 @@
 
 Ctrl-C or SIGTERM asks the loop to stop: capture stops, frames already in flight are finished,
 then every output is closed in `finally` (video files get their index and stay playable, the
-log is flushed and synced). A second Ctrl-C exits at once.
+log is flushed and synced), and the report names the signal. A second Ctrl-C exits at once.
+No output is allowed to write over a source file: that is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import Config, resolve_resource
+from edge.footage_guard import check_no_overwrite
 from edge.pipeline import LoopOptions, Pipeline, RunReport
 from edge.segment import Segmenter, build_segmenter
 from edge.sinks import JsonlLogSink, MaskFolderSink, open_output
@@ -36,15 +38,20 @@ class RunRequest:
 
 @contextmanager
 def stop_on_signals(stop: threading.Event):
-    """First SIGINT/SIGTERM: set `stop` (finish and close cleanly). Second SIGINT: exit now."""
+    """First SIGINT/SIGTERM: set `stop` (finish and close cleanly). Second SIGINT: exit now.
+
+    Yields a list that receives the name of the signal that asked for the stop, so the report
+    can tell an interrupted run from one whose source ended."""
+    received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals can only be handled on the main thread (e.g. inside tests)
+        yield received  # signals can only be handled on the main thread (e.g. inside tests)
         return
 
     def request_stop(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
             print("\nrustseg: second interrupt, exiting now", file=sys.stderr, flush=True)
             os._exit(_EXIT_AT_ONCE)
+        received.append(signal.Signals(signum).name)
         stop.set()
         print(f"\nrustseg: {signal.Signals(signum).name} received; finishing the frames in "
               "flight and closing outputs (Ctrl-C again to quit at once)", file=sys.stderr,
@@ -52,7 +59,7 @@ def stop_on_signals(stop: threading.Event):
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -65,16 +72,16 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     segmenter = build_segmenter(config)
     loop = config.loop
     with ExitStack() as stack:
+        # push, not enter_context: closed on the way out, but not started (nothing written)
+        # until the overwrite check below has passed. Built before the source: fail fast.
+        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
+        print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
-        sinks = [stack.enter_context(open_output(uri, loop.target_fps, config.http,
-                                                 request.headless))
-                 for uri in request.outputs]
-        if request.log:
-            sinks.append(stack.enter_context(JsonlLogSink(Path(request.log))))
-        if request.save_masks:
-            sinks.append(stack.enter_context(MaskFolderSink(Path(request.save_masks))))
+        check_no_overwrite(source.input_files(), sinks)  # before anything is written
+        for sink in sinks:
+            sink.start()
         for sink in sinks:
             if sink.name.startswith("http://"):
                 print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
@@ -83,11 +90,27 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
               f"{config.model.threads} threads), refine {config.refine.mode}, source "
               f"{request.source}", file=sys.stderr, flush=True)
-        with stop_on_signals(stop):
+        with stop_on_signals(stop) as signals:
             report = Pipeline(source, segmenter, sinks, options, stop).run()
+        if signals:
+            report.interrupted_by = signals[0]
+            report.stopped_by = signals[0]
         for warning in getattr(source, "warnings", [])[:5]:
             print(f"rustseg: skipped {warning}", file=sys.stderr)
     return report
+
+
+def _build_sinks(config: Config, request: RunRequest):
+    """Every output the request names; building one checks it can write but writes nothing.
+    Each sink is returned as soon as it is built, so that if a later one fails, the ones
+    already built (a listening http server) are closed by the caller's ExitStack."""
+    loop = config.loop
+    for uri in request.outputs:
+        yield open_output(uri, loop.target_fps, config.http, request.headless)
+    if request.log:
+        yield JsonlLogSink(Path(request.log))
+    if request.save_masks:
+        yield MaskFolderSink(Path(request.save_masks))
 
 
 def demo_request(config: Config) -> RunRequest:

@@ -74,6 +74,8 @@ class _FrameFeed:
         else:
             self.source = open_source(request.source or DEFAULT_SOURCE, loop_video=True)
         self.describe = request.data or request.source or DEFAULT_SOURCE
+        self.loops = 0              # times a finite source was restarted to supply enough frames
+        self._frames_this_pass = 0
 
     def next(self):
         if self.source is None:
@@ -81,10 +83,19 @@ class _FrameFeed:
         while True:
             frame = self.source.read()
             if frame is not None:
+                self._frames_this_pass += 1
                 return frame.image
             if self.source.ended:
-                raise SourceError(f"source {self.describe} ended before the bench finished; "
-                                  "use fewer --frames")
+                self._restart()
+
+    def _restart(self) -> None:
+        """A finite source (a short clip, a folder) starts again, as image folders cycle."""
+        if not self._frames_this_pass:
+            raise SourceError(f"source {self.describe} gave no frame to measure")
+        self.source.close()
+        self.source = open_source(self.describe, loop_video=True)
+        self.loops += 1
+        self._frames_this_pass = 0
 
     def close(self) -> None:
         if self.source is not None:
@@ -127,7 +138,7 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
         "contract": model.contract,
         "refine": config.refine.mode, "paths_used": paths, "source": feed.describe,
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "frames": request.frames, "warmup": request.warmup,
+        "frames": request.frames, "warmup": request.warmup, "source_loops": feed.loops,
         "init_ms": init_ms, "first_frame_ms": first_frame_ms, "peak_rss_mb": peak_rss_mb(),
         "fps": 1000.0 / mean_total if mean_total else 0.0, "wall_s": wall_s, "stages": stages,
     }
@@ -170,7 +181,9 @@ def format_bench(report: dict) -> str:
              f"cpu {report['cpu']} x{report['cpu_count']}; source {report['source']}",
              f"init {report['init_ms']:.1f} ms, first frame {report['first_frame_ms']:.1f} ms, "
              f"peak RSS {report['peak_rss_mb']:.1f} MB; {report['frames']} frames after "
-             f"{report['warmup']} warm-up: {report['fps']:.1f} FPS (1000 / mean total)",
+             f"{report['warmup']} warm-up: {report['fps']:.1f} FPS (1000 / mean total)"
+             + (f"; the source was restarted {report['source_loops']} time(s) to supply them"
+                if report["source_loops"] else ""),
              f"{'stage':<13}" + "".join(f"{k:>9}" for k in ("count", "mean", "std", "min",
                                                             "p50", "p90", "p95", "p99", "max"))]
     for name in BENCH_STAGES:

@@ -4,6 +4,9 @@ This module only parses arguments, builds the effective config and calls the lib
 also the only place that turns exceptions into one-line messages and exit codes. Flags that
 mirror a config key carry that key as their `dest` (`refine.mode`) and default to None, so
 "not given" means "use config.yaml".
+
+The exit codes are listed once, in `_EXIT_CODES_HELP` below; `rustseg --help` shows them and
+README's Reliability section repeats them for readers.
 """
 
 from __future__ import annotations
@@ -12,14 +15,53 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 
+from edge import native_logs
 from edge.config import Config, describe_key, load_config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
+from edge.writable import check_option_writable
 
-_EXIT_INTERRUPTED = 130
+_EXIT_INTERRUPTED = 128 + signal.SIGINT
 _EXIT_INTERNAL = 70
+_EXIT_OUTPUT_STOPPED = 4     # = SinkError.exit_code: an output failed and stopped the run
+_EXIT_OUTPUT_LOST = 5        # an output failed mid-run; the run went on without it
+_EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+_EXIT_CODES_HELP = """exit codes:
+  0    ended as asked, every output kept every frame
+  1    operating-system error (the message names the file)
+  2    bad option, config, model or data; an output that would overwrite a source
+  3    source not opened, or lost and not back in loop.reconnect_timeout_s
+  4    output not opened at start, or failed and stopped the run (sink_error_policy=stop)
+  5    output lost mid-run, the run went on without it (sink_error_policy=drop)
+  70   internal error
+  130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
+  141  stdout closed by its reader (e.g. | head)"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default once, and only a real one: flags that mirror a config key name theirs in
+    their help text (their argparse default is None, meaning "use the config"); an off switch
+    or an empty list says nothing. The epilog (exit codes) keeps its layout."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == [] \
+                or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
 
 
 def _key_option(parser: argparse.ArgumentParser, flag: str, key: str, defaults: Config | None,
@@ -36,13 +78,19 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="rustseg", description="Corrosion segmentation on live video from image-level "
-        "labels: classify, Grad-CAM++ in TFLite, refine with a dense CRF.")
-    parser.add_argument("--config", help="config file (default: the project's config.yaml)")
+        "labels: classify, Grad-CAM++ in TFLite, refine with a dense CRF.",
+        epilog=_EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_options(parser, argparse.SUPPRESS)
+    # The same options after the subcommand; SUPPRESS keeps an absent one from resetting
+    # what was given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
+    parser.set_defaults(config=None, verbose=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, description=help,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        return commands.add_parser(name, help=help, description=help, parents=[common],
+                                   epilog=_EXIT_CODES_HELP, formatter_class=_HelpFormatter)
 
     def option(p, flag, key, **kw):
         _key_option(p, flag, key, defaults, **kw)
@@ -95,7 +143,8 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     refine_option(p)
     p.add_argument("--split", default="all", choices=("all", "tune", "holdout"),
                    help="images+masks: which part of the folder (data.holdout_fraction)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate at most N images (0: all)")
+    p.add_argument("--limit", type=_non_negative_int, default=0,
+                   help="evaluate at most N images (0: all)")
 
     for name, help in (("run", "run the live loop: source -> model -> refine -> outputs"),
                        ("demo", "the shipped model on a synthetic moving-camera clip")):
@@ -135,6 +184,15 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _common_options(parser: argparse.ArgumentParser, default) -> None:
+    """Options every command takes, before or after the command name."""
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help="config file holding only the keys it changes, merged over the "
+                        "project's config.yaml")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="let FFmpeg, OpenCV and TFLite log lines through")
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if "." in k and v is not None}
 
@@ -147,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         except RustsegError:
             defaults = None  # reported properly below, after --help has had its chance
         args = build_parser(defaults).parse_args(argv)
+        native_logs.configure(args.verbose)
         config = load_config(args.config, _overrides(args))
         return _dispatch(args, config)
+    except BrokenPipeError:
+        # The reader of stdout has gone (`| head`): stop quietly, like any Unix filter. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return _EXIT_BROKEN_PIPE
     except RustsegError as exc:
         print(f"rustseg: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -241,10 +307,10 @@ def _export(args, config: Config) -> int:
 
 def _eval(args, config: Config) -> int:
     from edge.evaluate import EvalRequest, check_layout, evaluate, format_report
-
     from edge.segment import build_segmenter
 
     check_layout(args.data)  # a wrong folder fails before the model is even loaded
+    check_option_writable(args.json_out, "--json")  # ... and so does an unwritable --json
     segmenter = build_segmenter(config)
     print(f"model {segmenter.model.path} on {segmenter.model.runtime}", file=sys.stderr)
     report = evaluate(segmenter, EvalRequest(args.data, args.json_out, args.split,
@@ -257,7 +323,7 @@ def _run(args, config: Config) -> int:
     from edge.app import RunRequest, run_loop
 
     if not args.output and not args.log and not args.save_masks:
-        print("rustseg: no --output, --log or --save-masks given; frames are processed and "
+        print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
                          args.headless, not args.quiet)
@@ -278,9 +344,14 @@ def _demo(args, config: Config) -> int:
 
 
 def _report(report) -> int:
+    """Print the report; the exit code says what was kept (see the module docstring)."""
     print(report.format())
-    if report.sink_failures and report.stopped_by.startswith("output failure"):
-        return 4
+    if report.stopped_by.startswith("output failure"):
+        return _EXIT_OUTPUT_STOPPED
+    if report.lost_outputs:
+        return _EXIT_OUTPUT_LOST
+    if report.interrupted_by:
+        return 128 + signal.Signals[report.interrupted_by]
     return 0
 
 
@@ -291,6 +362,8 @@ def _bench(args, config: Config) -> int:
         raise ConfigError("rustseg bench: give --source or --data, not both")
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError("rustseg bench: --frames must be >= 1 and --warmup >= 0")
+    check_option_writable(args.json_out, "--json")
+    check_option_writable(args.csv_out, "--csv")
     report = run_bench(config, BenchRequest(args.source, args.data, args.frames, args.warmup,
                                             args.json_out, args.csv_out))
     print(format_bench(report))

@@ -295,8 +295,21 @@ def resolve_resource(path: str) -> Path:
 
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read, merge and validate. Raises ConfigError naming the key, the value and what it needs."""
-    source = Path(path) if path else default_config_path()
+    """Read, merge and validate. Raises ConfigError naming the key, the value and what it needs.
+
+    A user's file (`path`) holds only the keys it changes; they are merged over the defaults
+    in the project's config.yaml, and unknown keys are still refused."""
+    defaults = default_config_path()
+    raw = _read_yaml(defaults)
+    source = Path(path) if path else defaults
+    if path:
+        raw = _deep_merge(raw, _read_yaml(source, empty_ok=True))
+    if overrides:
+        raw = _merge(raw, overrides, origin="option")
+    return _build(raw, str(source))
+
+
+def _read_yaml(source: Path, empty_ok: bool = False) -> dict:
     try:
         raw = yaml.safe_load(source.read_text())
     except FileNotFoundError:
@@ -304,12 +317,23 @@ def load_config(path: str | os.PathLike | None = None,
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"config file {source} is not valid YAML: {first_line}") from None
+    if raw is None and empty_ok:
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {source} must hold a mapping of sections, "
                           f"got {type(raw).__name__}")
-    if overrides:
-        raw = _merge(raw, overrides, origin="option")
-    return _build(raw, str(source))
+    return raw
+
+
+def _deep_merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` laid over it, section by section and key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _merge(raw: dict, overrides: Mapping[str, Any], origin: str) -> dict:

@@ -94,20 +94,30 @@ def _segmentation(segmenter: Segmenter, root: Path, request: EvalRequest) -> dic
     paths: dict[str, int] = {}
     elapsed_ms = []
     progress = Progress(len(pairs), f"eval {segmenter.refiner.name}")
+    skipped: list[str] = []    # bad pairs are passed over and counted, not fatal
     for pair in pairs:
         progress.update()
-        frame, truth = read_image_bgr(pair.image), read_mask(pair.mask)
+        try:
+            frame, truth = read_image_bgr(pair.image), read_mask(pair.mask)
+        except DataError as exc:
+            skipped.append(str(exc))
+            continue
         if truth.shape != frame.shape[:2]:
-            raise DataError(f"mask {pair.mask} is {truth.shape[1]}x{truth.shape[0]} but image "
-                            f"{pair.image} is {frame.shape[1]}x{frame.shape[0]}")
+            skipped.append(f"mask {pair.mask} is {truth.shape[1]}x{truth.shape[0]} but image "
+                           f"{pair.image} is {frame.shape[1]}x{frame.shape[0]}")
+            continue
         times = StageTimes()
         result = segmenter.segment(frame, times)
         elapsed_ms.append(times.total())
         tally.add(result.mask, truth)
         paths[result.path] = paths.get(result.path, 0) + 1
     progress.close()
+    if not elapsed_ms:
+        raise DataError(f"--data {root}: no usable image+mask pair ({len(skipped)} skipped; "
+                        f"first: {skipped[0] if skipped else 'none found'})")
     report = tally.summary()
     report.update(kind="segmentation", refine=segmenter.refiner.name, split=request.split,
+                  skipped_pairs=len(skipped), skipped_reasons=skipped,
                   ms_per_image=float(np.mean(elapsed_ms)),
                   ms_per_image_p50=float(np.median(elapsed_ms)), paths_used=paths)
     return report
@@ -130,4 +140,6 @@ def format_report(report: dict) -> str:
             f"mean IoU {report['mean_iou']:.4f}  precision {report['precision']:.4f}  "
             f"recall {report['recall']:.4f}\n"
             f"{report['ms_per_image']:.1f} ms per image mean, {report['ms_per_image_p50']:.1f} "
-            f"p50 (preprocess + invoke + refine); paths used {report['paths_used']}")
+            f"p50 (preprocess + invoke + refine); paths used {report['paths_used']}"
+            + (f"\nskipped {report['skipped_pairs']} bad pair(s), first: "
+               f"{report['skipped_reasons'][0]}" if report["skipped_pairs"] else ""))

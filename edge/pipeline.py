@@ -7,13 +7,15 @@ thread because GUI windows must live there.
 
 Stopping (end of source, --frames reached, a stop request from a signal or a display window)
 stops capture only; frames already inside the pipeline are finished and written, so that
-frames read == frames written + frames dropped, exactly. Only live sources drop frames: the
-capture thread keeps the newest frame, and a stage that falls behind lets the next queue
-drop its oldest frame rather than show the inspector the past.
+frames read == frames processed + frames dropped, exactly. Each output counts the frames it
+actually wrote; one that fails is recorded with the frame where it stopped and the reason.
+Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
+falls behind lets the next queue drop its oldest frame rather than show the inspector the past.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import threading
@@ -55,9 +57,18 @@ class _Item:
 
 
 @dataclass
+class OutputTally:
+    """What one output kept: frames written, and where and why it stopped if it failed."""
+
+    written: int = 0
+    lost_at_frame: int | None = None
+    error: str | None = None
+
+
+@dataclass
 class RunReport:
     frames_read: int = 0
-    frames_written: int = 0
+    frames_processed: int = 0        # frames through the whole pipeline, whatever outputs kept
     dropped: int = 0
     wall_s: float = 0.0
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
@@ -65,24 +76,36 @@ class RunReport:
     paths: dict[str, int] = field(default_factory=dict)
     stopped_by: str = "end of source"
     sink_failures: list[str] = field(default_factory=list)
+    outputs: dict[str, OutputTally] = field(default_factory=dict)
+    interrupted_by: str | None = None  # SIGINT / SIGTERM when a signal stopped the run
 
     @property
     def fps(self) -> float:
-        return self.frames_written / self.wall_s if self.wall_s > 0 else 0.0
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def lost_outputs(self) -> list[str]:
+        return [name for name, tally in self.outputs.items() if tally.error is not None]
 
     def summary(self) -> dict:
-        return {"frames_read": self.frames_read, "frames_written": self.frames_written,
+        return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "dropped": self.dropped, "wall_s": self.wall_s, "fps": self.fps,
-                "stopped_by": self.stopped_by, "paths": self.paths,
+                "stopped_by": self.stopped_by, "interrupted_by": self.interrupted_by,
+                "outputs": {name: dataclasses.asdict(t) for name, t in self.outputs.items()},
+                "paths": self.paths,
                 "lag_frames": summarize(self.lag_frames) if self.lag_frames else None,
                 "stages": {name: summarize(values) for name, values in self.stage_ms.items()},
                 "sink_failures": self.sink_failures}
 
     def format(self) -> str:
-        lines = [f"frames: read {self.frames_read}, written {self.frames_written}, dropped "
+        lines = [f"frames: read {self.frames_read}, processed {self.frames_processed}, dropped "
                  f"{self.dropped} (live source)  |  {self.fps:.1f} FPS over {self.wall_s:.1f} s"
-                 f"  |  stopped by {self.stopped_by}",
-                 f"refine paths: {self.paths or '-'}",
+                 f"  |  stopped by {self.stopped_by}"]
+        for name, tally in self.outputs.items():
+            lost = "" if tally.error is None else \
+                f", LOST at frame {tally.lost_at_frame}: {tally.error}"
+            lines.append(f"output {name}: written {tally.written}{lost}")
+        lines += [f"refine paths: {self.paths or '-'}",
                  f"{'stage':<11}{'mean ms':>9}{'p50':>9}{'p95':>9}{'count':>8}"]
         for name in REPORT_STAGES:
             values = self.stage_ms.get(name)
@@ -102,7 +125,7 @@ class Pipeline:
         self.source, self.segmenter, self.sinks = source, segmenter, list(sinks)
         self.options = options
         self.stop = stop or threading.Event()
-        self.report = RunReport()
+        self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks})
         self._failure: BaseException | None = None
         self._queues = [queue.Queue(options.queue_depth) for _ in range(3)]
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
@@ -186,7 +209,7 @@ class Pipeline:
             if any(sink.wants_stop for sink in self.sinks):
                 self.report.stopped_by = "display window closed"
                 self.stop.set()
-            if not self.sinks:
+            if self.report.outputs and not self.sinks:  # every output it had has failed
                 self.report.stopped_by = "no output left"
                 self.stop.set()
 
@@ -203,11 +226,14 @@ class Pipeline:
 
     def _write_all(self, out: OutputFrame) -> None:
         for sink in list(self.sinks):
+            tally = self.report.outputs[sink.name]
             try:
                 sink.write(out)
+                tally.written += 1
             except (SinkError, OSError) as exc:
                 message = str(exc) if isinstance(exc, SinkError) else \
                     f"output {sink.name}: {exc.strerror or exc}"
+                tally.lost_at_frame, tally.error = out.index, message
                 self.report.sink_failures.append(message)
                 self.sinks.remove(sink)
                 _close_quietly(sink)
@@ -219,7 +245,7 @@ class Pipeline:
                 else:
                     print(f"rustseg: {message}; dropped that output and going on "
                           "(loop.sink_error_policy=drop)", file=sys.stderr)
-        self.report.frames_written += 1
+        self.report.frames_processed += 1
 
     def _hud(self, result, times: StageTimes) -> HudStats:
         window = self._output_times

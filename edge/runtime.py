@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.errors import DataError, MissingDependencyError, ModelError
 from edge.modelcard import ModelCard
+from edge.native_logs import tflite_info_hidden
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _RUNTIME_MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter",
@@ -164,8 +165,9 @@ class _BoundInterpreter:
     def __init__(self, interpreter_class, model_bytes: bytes, threads: int, path: Path,
                  card: ModelCard | None) -> None:
         try:
-            interpreter = interpreter_class(model_content=model_bytes, num_threads=threads)
-            interpreter.allocate_tensors()
+            with tflite_info_hidden():  # "INFO: Created ... XNNPACK delegate" on first use
+                interpreter = interpreter_class(model_content=model_bytes, num_threads=threads)
+                interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"model {path} could not be loaded by the TFLite runtime: "
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"

@@ -7,8 +7,11 @@
     --log frames.jsonl   one JSON record per frame, flushed as it goes
     --save-masks DIR     one binary PNG mask per frame (named after the image for image sources)
 
-A sink raises SinkError when it cannot write; the loop then applies loop.sink_error_policy
-(drop that sink and go on, or stop cleanly).
+Building a sink checks that it can write (and fails at start with the OS's reason) but writes
+nothing: `start()` does the first write (the log is truncated there), after the run has checked
+with `writes_to` that no output would replace a source file. A sink raises SinkError when it
+cannot write; the loop then applies loop.sink_error_policy (drop that sink and go on, or stop
+cleanly).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SinkError
+from edge.writable import check_writable, make_folder
 
 _VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 _IMAGE_QUALITY = 90
@@ -46,10 +50,19 @@ class FrameSink(ABC):
     wants_stop = False           # a sink may ask the loop to stop (display window closed)
 
     def __enter__(self) -> "FrameSink":
+        self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def start(self) -> None:
+        """Acquire what writes files (called once the run knows no source gets overwritten)."""
+
+    def writes_to(self, frame_name: str | None) -> Path | None:
+        """The file this sink writes for the frame named `frame_name` (None: a frame whose name
+        is not known up front), or None when it writes no file."""
+        return None
 
     @abstractmethod
     def write(self, frame: OutputFrame) -> None: ...
@@ -67,11 +80,18 @@ class VideoFileSink(FrameSink):
             raise SinkError(f"output {path}: expected a .mp4 or .avi file")
         if not path.parent.exists():
             raise SinkError(f"output {path}: folder {path.parent} does not exist")
+        try:
+            check_writable(path)  # OpenCV only says "could not open", and only at frame 1
+        except OSError as exc:
+            raise SinkError(f"output {path}: cannot write ({exc.strerror})") from None
         self.path, self.fps = path, fps
         self.name = str(path)
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.written = 0
+
+    def writes_to(self, frame_name: str | None) -> Path:
+        return self.path
 
     def write(self, frame: OutputFrame) -> None:
         image = frame.overlay_bgr
@@ -96,32 +116,42 @@ class VideoFileSink(FrameSink):
             self.writer = None
 
 
-class ImageFolderSink(FrameSink):
-    def __init__(self, folder: Path) -> None:
+class _FolderSink(FrameSink):
+    """One image file per frame, FOLDER/NAME.SUFFIX, NAME being the frame's unique name."""
+
+    suffix = ".jpg"
+
+    def __init__(self, folder: Path, label: str, name: str) -> None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         except OSError as exc:
-            raise SinkError(f"output {folder}: cannot create the folder ({exc.strerror})") from None
-        self.folder, self.name = folder, str(folder)
+            raise SinkError(f"{label} {folder}: cannot create the folder ({exc.strerror})") \
+                from None
+        self.folder, self.name = folder, name
+
+    def writes_to(self, frame_name: str | None) -> Path | None:
+        return None if frame_name is None else self.folder / f"{frame_name}{self.suffix}"
+
+
+class ImageFolderSink(_FolderSink):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, "output", str(folder))
 
     def write(self, frame: OutputFrame) -> None:
-        _imwrite(self.folder / f"{frame.name}.jpg", frame.overlay_bgr,
+        _imwrite(self.writes_to(frame.name), frame.overlay_bgr,
                  [cv2.IMWRITE_JPEG_QUALITY, _IMAGE_QUALITY])
 
 
-class MaskFolderSink(FrameSink):
+class MaskFolderSink(_FolderSink):
     """Binary PNG masks (255 = corrosion), one per frame, named after the frame."""
 
+    suffix = ".png"
+
     def __init__(self, folder: Path) -> None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"--save-masks {folder}: cannot create the folder "
-                            f"({exc.strerror})") from None
-        self.folder, self.name = folder, f"masks {folder}"
+        super().__init__(folder, "--save-masks", f"masks {folder}")
 
     def write(self, frame: OutputFrame) -> None:
-        _imwrite(self.folder / f"{frame.name}.png", frame.mask.astype(np.uint8) * 255, [])
+        _imwrite(self.writes_to(frame.name), frame.mask.astype(np.uint8) * 255, [])
 
 
 class JsonlLogSink(FrameSink):
@@ -129,11 +159,23 @@ class JsonlLogSink(FrameSink):
 
     def __init__(self, path: Path) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "w", buffering=1)
+            make_folder(path.parent)
+            check_writable(path)
         except OSError as exc:
             raise SinkError(f"--log {path}: cannot write ({exc.strerror})") from None
         self.path, self.name = path, f"log {path}"
+        self.file = None
+
+    def start(self) -> None:
+        if self.file is not None:
+            return
+        try:
+            self.file = open(self.path, "w", buffering=1)
+        except OSError as exc:
+            raise SinkError(f"--log {self.path}: cannot write ({exc.strerror})") from None
+
+    def writes_to(self, frame_name: str | None) -> Path:
+        return self.path
 
     def write(self, frame: OutputFrame) -> None:
         try:
@@ -143,7 +185,7 @@ class JsonlLogSink(FrameSink):
             raise SinkError(f"--log {self.path}: write failed ({exc.strerror})") from None
 
     def close(self) -> None:
-        if not self.file.closed:
+        if self.file is not None and not self.file.closed:
             try:
                 self.file.flush()
                 os.fsync(self.file.fileno())

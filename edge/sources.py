@@ -12,8 +12,11 @@
 
 Files and folders are "every frame" sources: `read()` returns each frame in turn. Live sources
 run a capture thread that keeps only the newest frame and counts the ones it overwrote
-(`dropped`), so a slow pipeline always works on the present; when the device or stream is
-lost they reconnect with doubling backoff and give up after `reconnect_timeout_s`.
+(`dropped`), so a slow pipeline always works on the present. Opening at start-up and
+reopening after a loss are the same thing: tries with doubling backoff, given up after
+`reconnect_timeout_s` (on a rig the computer often boots before the camera). The open runs on
+the capture thread while the caller waits in short steps, so a stream that accepts the
+connection and never answers cannot hold start-up past the timeout, and Ctrl-C is honoured.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -36,6 +40,9 @@ from edge.imageio import IMAGE_SUFFIXES, read_image_bgr, to_bgr_u8
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".h264")
 _LIVE_WAIT_S = 0.5            # read() gives up waiting for a new live frame after this long
 _MAX_BACKOFF_S = 2.0
+_OPEN_WAIT_STEP_S = 0.2       # the start-up wait wakes this often (Ctrl-C stays responsive)
+_OPEN_GRACE_S = 1.0           # beyond reconnect_timeout_s, for the last try under way to finish
+_MIN_STREAM_TIMEOUT_MS = 1000  # FFmpeg open/read timeout floor per try
 _SYNTHETIC_KEYS = {"width": int, "height": int, "frames": int, "seed": int, "fps": float}
 _MAX_SIDE_PX = 16384          # larger frames are refused rather than exhausting memory
 
@@ -69,6 +76,11 @@ class FrameSource(ABC):
     @abstractmethod
     def read(self) -> Frame | None: ...
 
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        """The files this source reads, each with the name of the frame it becomes (None when
+        not known up front); the run checks that no output writes over them."""
+        return []
+
     def close(self) -> None:
         self.ended = True
 
@@ -84,7 +96,11 @@ class ImageListSource(FrameSource):
             raise SourceError(f"source {describe}: no images found "
                               f"({', '.join(IMAGE_SUFFIXES)})")
         self.paths, self.describe, self.position = paths, describe, 0
+        self.names = unique_frame_names(paths)
         self.warnings: list[str] = []
+
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        return list(zip(self.paths, self.names))
 
     def read(self) -> Frame | None:
         while self.position < len(self.paths):
@@ -100,7 +116,7 @@ class ImageListSource(FrameSource):
                 self.warnings.append(str(exc))
                 continue
             self.latest_index = index
-            return Frame(index, checked_frame(image, str(path)), time.time(), path.stem)
+            return Frame(index, checked_frame(image, str(path)), time.time(), self.names[index])
         self.ended = True
         return None
 
@@ -119,6 +135,9 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+
+    def input_files(self) -> list[tuple[Path, str | None]]:
+        return [(self.path, None)]
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
@@ -175,6 +194,7 @@ class LiveSource(FrameSource):
 
     Subclasses provide `open_device()` -> an object with `read() -> (ok, frame)` and
     `release()`; everything else (threading, drops, backoff, give-up) lives here once.
+    The constructor returns once the device is open, or raises SourceError.
     """
 
     live = True
@@ -186,16 +206,46 @@ class LiveSource(FrameSource):
         self.reconnects = 0
         self._lock = threading.Condition()
         self._newest: Frame | None = None
-        self._error: SourceError | None = None
+        self._error: Exception | None = None   # raised to the caller by the constructor/read()
+        self._opened = False
         self._stop = threading.Event()
-        self._device = self.open_device()  # the first open fails loudly, at start-up
-        self._thread = threading.Thread(target=self._capture_loop, name=f"capture {describe}",
-                                        daemon=True)
+        self._device = None
+        self._thread = threading.Thread(target=self._capture_thread, name=f"capture {describe}",
+                                        daemon=True)  # daemon: an open stuck in C is left behind
         self._thread.start()
+        self._wait_until_open()
 
     @abstractmethod
     def open_device(self):
         """Open the camera/stream; raise SourceError if it cannot be opened."""
+
+    def finished(self) -> bool:
+        """True when the device has delivered all it ever will (a finite synthetic clip): the
+        stream then ends instead of reconnecting. Cameras and streams never finish."""
+        return False
+
+    def _wait_until_open(self) -> None:
+        """Wait for the capture thread's first open, in short steps so that a Ctrl-C
+        (KeyboardInterrupt) gets through; give up a little after the reconnect timeout even
+        if an open call is still stuck inside OpenCV."""
+        deadline = time.monotonic() + self.reconnect_timeout_s + _OPEN_GRACE_S
+        try:
+            with self._lock:
+                while not self._opened and self._error is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._error = SourceError(
+                            f"source {self.describe} did not answer within "
+                            f"{self.reconnect_timeout_s:g} s (loop.reconnect_timeout_s)")
+                        break
+                    self._lock.wait(min(_OPEN_WAIT_STEP_S, remaining))
+                error = self._error
+        except BaseException:  # Ctrl-C while waiting: stop the capture thread, then re-raise
+            self._stop.set()
+            raise
+        if error is not None:
+            self._stop.set()
+            raise error
 
     def read(self) -> Frame | None:
         with self._lock:
@@ -222,7 +272,17 @@ class LiveSource(FrameSource):
             self.latest_index = index
             self._lock.notify_all()
 
+    def _capture_thread(self) -> None:
+        try:
+            self._capture_loop()
+        except Exception as exc:  # a driver bug: handed to the caller, who re-raises it
+            with self._lock:
+                self._error = exc
+                self._lock.notify_all()
+
     def _capture_loop(self) -> None:
+        if not self._connect(first=True):
+            return
         index = 0
         while not self._stop.is_set():
             ok, image = self._device.read() if self._device is not None else (False, None)
@@ -233,32 +293,51 @@ class LiveSource(FrameSource):
                     continue  # a malformed frame from the driver is skipped, not fatal
                 index += 1
                 continue
-            if not self._reconnect():
+            if self.finished():
+                with self._lock:
+                    self.ended = True
+                    self._lock.notify_all()
+                return
+            if not self._connect(first=False):
                 return
 
-    def _reconnect(self) -> bool:
-        """Reopen with doubling waits; False (and an error for read()) after the timeout."""
+    def _connect(self, first: bool) -> bool:
+        """Open (first) or reopen the device with doubling waits. False, and an error for
+        the waiting constructor or read(), once reconnect_timeout_s has passed."""
         if self._device is not None:
             self._device.release()
             self._device = None
         deadline = time.monotonic() + self.reconnect_timeout_s
-        wait = self.backoff_s
+        wait, reason, tried = self.backoff_s, "", False
         while not self._stop.is_set():
+            if tried or not first:  # after a loss, give the device a moment even before try 1
+                self._stop.wait(min(wait, max(0.0, deadline - time.monotonic())))
+                wait = min(wait * 2, _MAX_BACKOFF_S)
+            tried = True
+            try:
+                device = self.open_device()
+            except SourceError as exc:
+                reason = str(exc)
+            else:
+                if self._stop.is_set():  # the caller gave up (timeout, Ctrl-C) meanwhile
+                    device.release()
+                    return False
+                with self._lock:
+                    self._device = device
+                    if first:
+                        self._opened = True
+                    else:
+                        self.reconnects += 1
+                    self._lock.notify_all()
+                return True
             if time.monotonic() >= deadline:
+                limit = f"{self.reconnect_timeout_s:g} s (loop.reconnect_timeout_s)"
                 with self._lock:
                     self._error = SourceError(
-                        f"source {self.describe} lost and not back after "
-                        f"{self.reconnect_timeout_s:g} s (loop.reconnect_timeout_s)")
+                        f"{reason}; tried for {limit}" if first else
+                        f"source {self.describe} lost and not back after {limit}")
                     self._lock.notify_all()
                 return False
-            self._stop.wait(min(wait, max(0.0, deadline - time.monotonic())))
-            wait = min(wait * 2, _MAX_BACKOFF_S)
-            try:
-                self._device = self.open_device()
-                self.reconnects += 1
-                return True
-            except SourceError:
-                continue
         return False
 
 
@@ -268,10 +347,16 @@ class OpenCvCaptureSource(LiveSource):
     def __init__(self, target, api: int, describe: str, reconnect_timeout_s: float,
                  backoff_s: float) -> None:
         self.target, self.api = target, api
+        self.params: list[int] = []
+        if api == cv2.CAP_FFMPEG:  # FFmpeg's own wait for a silent server is 30 s
+            # at least 1 s per try, so that a timeout of 0 ("never retry") still connects
+            timeout_ms = max(_MIN_STREAM_TIMEOUT_MS, int(reconnect_timeout_s * 1000))
+            self.params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+                           cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
         super().__init__(describe, reconnect_timeout_s, backoff_s)
 
     def open_device(self):
-        capture = cv2.VideoCapture(self.target, self.api)
+        capture = cv2.VideoCapture(self.target, self.api, self.params)
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"source {self.describe} could not be opened (device busy, "
@@ -330,6 +415,10 @@ class PacedSyntheticSource(LiveSource):
     def open_device(self):
         return _PacedClip(SyntheticClipSource(*self._args), self.period_s, self._stop)
 
+    def finished(self) -> bool:
+        device = self._device
+        return device is not None and device.clip.ended  # frames=N was given and delivered
+
 
 class _PacedClip:
     def __init__(self, clip: SyntheticClipSource, period_s: float, stop: threading.Event):
@@ -347,6 +436,23 @@ class _PacedClip:
 
 
 # --- URI parsing ----------------------------------------------------------------------------
+
+def unique_frame_names(paths: list[Path]) -> list[str]:
+    """One distinct output name per image: the stem, or stem_suffix where stems clash (a.jpg
+    and a.png), with a counter where even that clashes (a glob over several folders)."""
+    stem_counts = Counter(p.stem for p in paths)
+    names, used = [], set()
+    for path in paths:
+        stem = path.stem
+        name = stem if stem_counts[stem] == 1 else f"{stem}_{path.suffix.lstrip('.').lower()}"
+        candidate, n = name, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name}_{n}"
+        used.add(candidate)
+        names.append(candidate)
+    return names
+
 
 def checked_frame(image: np.ndarray, describe: str) -> np.ndarray:
     height, width = image.shape[:2]

@@ -66,3 +66,15 @@ def test_bench_rejects_conflicting_inputs():
     result = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--source", "x",
                              "--data", "y"], capture_output=True, text=True)
     assert result.returncode == 2 and "not both" in result.stderr
+
+
+def test_bench_restarts_a_finite_source_instead_of_failing(tmp_path):
+    out_json = tmp_path / "b.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "bench", "--refine", "none", "--frames", "9",
+         "--warmup", "2", "--source", "synthetic://?width=96&height=72&frames=4",
+         "--json", str(out_json)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out_json.read_text())
+    assert report["stages"]["total"]["count"] == 9 and report["source_loops"] == 2
+    assert "restarted 2 time(s)" in result.stdout

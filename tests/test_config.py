@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ def test_shipped_config_loads_and_every_key_is_documented():
     (lambda raw: raw["loop"].update(loop_video="maybe"), "loop.loop_video = 'maybe'"),
     (lambda raw: raw["overlay"].update(colour_bgr=[0, 300, 0]), "overlay.colour_bgr"),
     (lambda raw: raw["overlay"].update(colour_bgr=[0, 0]), "3 comma-separated numbers"),
-    (lambda raw: raw["train"].pop("seed"), "config key train.seed is missing"),
+    (lambda raw: raw.update(loop=[1]), "config section 'loop' is missing or not a mapping"),
     (lambda raw: raw["train"].update(dropout=float("nan")), "not NaN"),
 ])
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path, mutate, expected):
@@ -80,3 +81,40 @@ def test_cli_bad_flag_value_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "model.threads = 0 is out of range" in result.stderr
+
+
+def test_a_user_config_holds_only_the_keys_it_changes(tmp_path):
+    partial = tmp_path / "mine.yaml"
+    partial.write_text("loop: {target_fps: 20}\n")
+    config, defaults = load_config(partial), load_config()
+    assert config.loop.target_fps == 20
+    assert config.replace({"loop.target_fps": defaults.loop.target_fps}) == defaults
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("loop: {target_fsp: 20}\n")
+    with pytest.raises(ConfigError, match="unknown config key loop.target_fsp"):
+        load_config(typo)
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_config_flag_works_before_or_after_the_command(tmp_path, before):
+    partial = tmp_path / "mine.yaml"
+    partial.write_text("loop: {target_fps: 20}\n")
+    flag = ["--config", str(partial)]
+    argv = [*flag, "config"] if before else ["config", *flag]
+    out = subprocess.run([sys.executable, "-m", "edge.cli", *argv], capture_output=True,
+                         text=True, check=True).stdout
+    assert yaml.safe_load(out)["loop"]["target_fps"] == 20
+
+
+@pytest.mark.parametrize("command", ["run", "eval", "bench", "train", "export", "demo"])
+def test_help_shows_each_default_once(command):
+    from edge.cli import build_parser
+
+    parser = build_parser(load_config())
+    subparsers = next(a for a in parser._actions if a.choices and command in a.choices)
+    text = subparsers.choices[command].format_help().split("exit codes:")[0]
+    entries = re.split(r"\n  (?=-)", text)  # one entry per option, continuation lines joined
+    assert len(entries) > 3
+    for entry in entries:
+        assert entry.count("default:") <= 1, entry
+        assert "(default: None)" not in entry

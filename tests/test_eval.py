@@ -103,3 +103,34 @@ def test_balanced_threshold_separates_the_classes():
     threshold = balanced_threshold(labels, scores)
     assert 0.3 < threshold < 0.4   # between the highest negative and the next positive
     assert balanced_threshold(np.ones(3), np.array([0.2, 0.4, 0.9])) == 0.5
+
+
+def test_a_mask_of_the_wrong_size_is_skipped_and_counted(tmp_path):
+    import cv2
+
+    data = write_mask_folder(tmp_path / "seg", n_images=3, height=60, width=80, seed=2)
+    bad = sorted((data / "masks").iterdir())[0]
+    cv2.imwrite(str(bad), np.zeros((30, 40), np.uint8))
+    out = tmp_path / "seg.json"
+    result = _rustseg("eval", "--data", str(data), "--json", str(out), "--refine", "none")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["n_images"] == 2 and report["skipped_pairs"] == 1
+    assert bad.name in report["skipped_reasons"][0] and "skipped 1 bad pair" in result.stdout
+
+
+def test_unwritable_json_fails_before_the_run(tmp_path):
+    data = write_mask_folder(tmp_path / "seg", n_images=2, height=40, width=40, seed=1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = _rustseg("eval", "--data", str(data), "--json", str(blocker / "r.json"))
+    assert result.returncode == 2, result.stderr
+    assert "--json" in result.stderr and "Not a directory" in result.stderr
+    assert "eval" not in result.stderr.split("rustseg: error:")[0]  # no progress: nothing ran
+    assert "model " not in result.stderr  # refused before the model was even loaded
+
+
+def test_negative_limit_is_refused(tmp_path):
+    data = write_mask_folder(tmp_path / "seg", n_images=2, height=40, width=40, seed=1)
+    result = _rustseg("eval", "--data", str(data), "--limit", "-1")
+    assert result.returncode == 2 and "--limit" in result.stderr and ">= 0" in result.stderr

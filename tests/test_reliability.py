@@ -106,7 +106,7 @@ def test_grayscale_rgba_and_16_bit_images_are_processed(tmp_path):
     cv2.imwrite(str(folder / "deep.png"), frame.astype(np.uint16) * 257)
     report = run_loop(load_config(overrides={"refine.mode": "full"}),
                       RunRequest(str(folder), (), None, str(tmp_path / "m"), True, False))
-    assert report.frames_written == 3
+    assert report.frames_processed == 3
     for stem in ("gray", "rgba", "deep"):
         assert cv2.imread(str(tmp_path / "m" / f"{stem}.png"), cv2.IMREAD_UNCHANGED).shape \
             == (60, 80)
@@ -225,8 +225,10 @@ def test_full_disk_drop_policy_keeps_the_other_outputs(tmp_path):
     result = _cli("run", "--source", "synthetic://?width=96&height=72&frames=15", "--output",
                   str(tmp_path / "v.avi"), "--log", "/dev/full", "--headless", "--quiet",
                   "--refine", "none")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 5, result.stderr  # an output was lost: not a success
     assert "dropped that output and going on" in result.stderr
+    assert "output log /dev/full: written 0, LOST at frame 0" in result.stdout
+    assert f"output {tmp_path / 'v.avi'}: written 15\n" in result.stdout
     capture = cv2.VideoCapture(str(tmp_path / "v.avi"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
 
@@ -327,8 +329,8 @@ def test_twenty_viewers_and_stalled_clients_do_not_slow_the_loop_or_leak_threads
     with open_source("synthetic://?width=320&height=240&frames=0&fps=30") as source:
         report = _run_with(source, config, [sink], frames=90)
     # A live source may drop a stale frame now and then; every frame is accounted for.
-    assert report.frames_read == report.frames_written + report.dropped
-    assert report.frames_written >= 80
+    assert report.frames_read == report.frames_processed + report.dropped
+    assert report.frames_processed >= 80
     assert report.fps > 20  # the source's 30 FPS pace, not the viewers', sets the rate
     for s in stalled:
         s.close()
@@ -361,3 +363,257 @@ def test_same_input_same_masks(tmp_path, mode):
         masks.append([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*"))])
     assert len(masks[0]) == 8
     assert all(np.array_equal(a, b) for a, b in zip(*masks))
+
+
+# --- 6. footage is never overwritten (issue 11) -----------------------------------------------
+
+def _write_clip(path, frames=12):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(frames):
+        writer.write(make_scene(48, 64, i)[0])
+    writer.release()
+
+
+@pytest.mark.parametrize("flag", ["--output", "--log"])
+def test_an_output_over_its_own_source_video_is_refused(tmp_path, flag):
+    video = tmp_path / "flight.avi"
+    _write_clip(video)
+    before = video.read_bytes()
+    result = _cli("run", "--source", str(video), flag, str(video), "--headless", "--quiet")
+    _assert_one_line_error(result, 2, f"output {video} would write over the source file {video}")
+    assert video.read_bytes() == before
+
+
+def test_an_output_folder_over_its_source_photos_is_refused(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "p0.jpg"), make_scene(48, 64, 0)[0])
+    cv2.imwrite(str(photos / "p1.png"), make_scene(48, 64, 1)[0])
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for flag, victim in (("--output", "p0.jpg"), ("--save-masks", "p1.png")):
+        result = _cli("run", "--source", str(photos), flag, f"{photos}/", "--headless",
+                      "--quiet")
+        _assert_one_line_error(result, 2, f"output {photos / victim} would write over the "
+                               f"source file {photos / victim}")
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+
+def test_images_sharing_a_name_get_one_output_each(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.jpg"), make_scene(48, 64, 0)[0])
+    cv2.imwrite(str(photos / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    run_loop(load_config(overrides={"refine.mode": "none"}),
+             RunRequest(str(photos), (str(tmp_path / "out") + "/",), None,
+                        str(tmp_path / "masks"), True, False))
+    assert len(list((tmp_path / "out").iterdir())) == 2
+    assert len(list((tmp_path / "masks").iterdir())) == 2
+
+
+# --- 7. the exit code and the report tell the truth (issue 11) --------------------------------
+
+@pytest.mark.parametrize("where, reason", [("under_a_file", "Not a directory"),
+                                           ("proc", "No such file or directory"),
+                                           ("read_only", "Permission denied")])
+def test_a_video_output_that_cannot_be_opened_fails_at_start(tmp_path, where, reason):
+    import os
+    if where == "read_only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    target = {"under_a_file": blocker / "v.mp4", "proc": "/proc/rustseg_test.mp4",
+              "read_only": locked / "v.mp4"}[where]
+    result = _cli("run", "--source", "synthetic://?width=96&height=72&frames=3", "--output",
+                  str(target), "--headless", "--quiet", "--refine", "none")
+    _assert_one_line_error(result, 4, str(target), reason)
+    assert "frames:" not in result.stdout  # it stopped before the first frame
+
+
+class _FailingAt:
+    """An output that writes `good` frames and then fails like a full disk."""
+
+    wants_stop = False
+
+    def __init__(self, good):
+        self.name, self.good, self.count = "failing.mp4", good, 0
+
+    def write(self, frame):
+        if self.count == self.good:
+            raise OSError(28, "No space left on device")
+        self.count += 1
+
+    def close(self):
+        pass
+
+
+def test_an_output_lost_mid_run_is_named_with_the_frame_where_it_stopped():
+    config = load_config(overrides={"refine.mode": "none"})
+    from edge.sources import open_source
+    failing, counter = _FailingAt(5), _Counter()
+    with open_source("synthetic://?width=64&height=48&frames=12") as source:
+        report = _run_with(source, config, [failing, counter])
+    assert report.frames_processed == 12 and counter.count == 12
+    assert report.outputs["failing.mp4"].written == 5
+    assert report.outputs["failing.mp4"].lost_at_frame == 5
+    assert report.outputs["counter"].written == 12 and report.lost_outputs == ["failing.mp4"]
+    assert "output failing.mp4: written 5, LOST at frame 5: output failing.mp4: No space left" \
+        in report.format()
+
+
+def test_a_run_with_no_outputs_processes_every_frame():
+    report = run_loop(load_config(overrides={"refine.mode": "none"}),
+                      RunRequest("synthetic://?width=64&height=48&frames=20", (), None, None,
+                                 True, False))
+    assert report.frames_processed == 20 and report.stopped_by == "end of source"
+
+
+def _started_run(*args):
+    """A `rustseg run` that has printed its first frame line."""
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--headless", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
+    line = process.stdout.readline()
+    assert line.startswith("frame"), (line, process.stderr.read() if not line else "")
+    return process
+
+
+def test_a_single_ctrl_c_stops_cleanly_with_its_own_exit_code(tmp_path):
+    log = tmp_path / "l.jsonl"
+    process = _started_run("--source", "synthetic://?width=96&height=72&frames=0",
+                           "--refine", "none", "--log", str(log))
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "stopped by SIGINT" in stdout and "Traceback" not in stderr
+    processed = int(stdout.split("processed ")[1].split(",")[0])
+    assert len(log.read_text().splitlines()) == processed  # everything processed was kept
+
+
+def test_a_closed_stdout_ends_the_run_quietly(tmp_path):
+    process = _started_run("--source", "synthetic://?width=96&height=72&frames=0",
+                           "--refine", "none", "--log", str(tmp_path / "l.jsonl"))
+    process.stdout.close()  # what `| head -1` does after its line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=30) == 141, stderr
+    assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
+
+
+def test_a_log_under_a_file_names_the_real_reason(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = _cli("run", "--source", "synthetic://?width=96&height=72&frames=3", "--log",
+                  str(blocker / "x.jsonl"), "--headless", "--quiet")
+    _assert_one_line_error(result, 4, str(blocker / "x.jsonl"), "Not a directory")
+
+
+# --- 8. streams and cameras at start-up (issue 11) --------------------------------------------
+
+def _silent_server():
+    """A TCP server that accepts connections and never says a word (a hung RTSP camera)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server
+
+
+def test_a_silent_stream_gives_up_within_the_reconnect_timeout():
+    from edge.sources import open_source
+    server = _silent_server()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceError, match="tried for 1 s"):
+            open_source(f"rtsp://127.0.0.1:{server.getsockname()[1]}/x", reconnect_timeout_s=1.0)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 10  # FFmpeg's own wait would be 30 s
+
+
+def test_ctrl_c_is_honoured_while_a_stream_is_opening(tmp_path):
+    server = _silent_server()
+    config = tmp_path / "c.yaml"
+    config.write_text("loop: {reconnect_timeout_s: 60}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "--config", str(config), "run", "--headless",
+         "--source", f"rtsp://127.0.0.1:{server.getsockname()[1]}/x"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = "-"
+        while line and "opening source" not in line:
+            line = process.stderr.readline()
+        assert line, "the run ended before opening its source"
+        time.sleep(0.5)  # now inside the open
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 130
+    finally:
+        process.kill()
+        process.wait()
+        server.close()
+
+
+class _LateCamera(LiveSource):
+    """A camera that is not up for its first `late` opens (the rig booted before it)."""
+
+    def __init__(self, late):
+        self.late, self.opens = late, 0
+        super().__init__("late camera", 2.0, 0.02)
+
+    def open_device(self):
+        self.opens += 1
+        if self.opens <= self.late:
+            raise SourceError("late camera: connection refused")
+        return _FlakyDevice(5)
+
+
+def test_a_camera_not_up_yet_at_start_is_waited_for():
+    camera = _LateCamera(late=3)
+    try:
+        frame = None
+        while frame is None:
+            frame = camera.read()
+        assert camera.opens == 4 and camera.reconnects == 0
+    finally:
+        camera.close()
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_native_log_lines_only_with_verbose(tmp_path, verbose):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens: FFmpeg and OpenCV complain on every try
+    config = tmp_path / "c.yaml"
+    config.write_text("loop: {reconnect_timeout_s: 0.3}\n")
+    result = _cli("--config", str(config), "run", "--headless", *(["-v"] if verbose else []),
+                  "--source", f"rtsp://127.0.0.1:{port}/x")
+    assert result.returncode == 3
+    noise = ("INFO: Created TensorFlow Lite", "Connection refused", "[ WARN")
+    if verbose:
+        assert all(line in result.stderr for line in noise), result.stderr
+    else:
+        assert not any(line in result.stderr for line in noise), result.stderr
+
+
+# --- 9. synthetic source and benchmark scripts (issue 11) -------------------------------------
+
+def test_a_paced_synthetic_clip_ends_after_its_frames():
+    from edge.sources import open_source
+    frames = []
+    with open_source("synthetic://?width=64&height=48&frames=6&fps=60") as source:
+        deadline = time.monotonic() + 5  # 6 frames at 60 FPS take 0.1 s
+        while not source.ended and time.monotonic() < deadline:
+            frame = source.read()
+            if frame is not None:
+                frames.append(frame.index)
+        ended = source.ended
+    assert ended and frames == list(range(6))
+
+
+def test_benchmark_plots_are_skipped_without_matplotlib(monkeypatch, capsys, tmp_path):
+    from benchmarks import common
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert common.bar_plot("x", ["a"], [1.0], "ms", "t") is None
+    assert "plot x.png skipped: matplotlib is not installed" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())

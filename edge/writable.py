@@ -1,0 +1,48 @@
+"""Checks, made before any work, that a result can be written where the user asked for it.
+
+They raise OSError carrying the operating system's own reason ("Permission denied", "Not a
+directory", ...); each caller wraps it in its own error naming the option.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from edge.errors import ConfigError
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p. A file standing where the folder should be is reported as "Not a directory";
+    mkdir itself would say "File exists", which sends the user looking for the wrong thing."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def check_writable(path: Path) -> None:
+    """Raise OSError unless `path` can be created or written. An existing file is opened for
+    append and left as it was; a file created by the probe is removed again."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
+    existed = path.exists()
+    if existed and path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    os.close(fd)
+    if not existed:
+        path.unlink()
+
+
+def check_option_writable(path: str | os.PathLike | None, option: str) -> None:
+    """Before a long eval or bench: ConfigError naming the option and the OS's reason unless
+    the result file it names can be written (its folder is created if missing)."""
+    if path is None:
+        return
+    target = Path(path)
+    try:
+        make_folder(target.parent)
+        check_writable(target)
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot write ({exc.strerror})") from None
