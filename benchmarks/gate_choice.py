@@ -23,8 +23,8 @@ import numpy as np
 
 from common import DEFAULT_TFLITE, RESULTS, SHARED_DATA, write_report
 
-_SCORE_FLOORS = (0.05, 0.1, 0.2, 0.3, 0.4)
-_SEG_AREAS = (0.002, 0.005, 0.01, 0.02, 0.05)
+_SCORE_FLOORS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
+_SEG_AREAS = (0.0006, 0.002, 0.005, 0.01, 0.02, 0.05)  # 0.0006: one 40x40 cell
 _FALSE_AREA_BUDGET = 0.005
 
 

@@ -30,9 +30,9 @@ VARIANTS = {
     "+ 3x3 half-size crops": dict(scales=(320, 448), crop_grid=3, flip=True, fine_layer=""),
     "+ block_13 layer fusion": dict(scales=(320, 448), crop_grid=3, flip=True,
                                     fine_layer="block_13_expand_relu"),
-    # The crops variant's maps, walked over the affinities `rustseg distill` learnt (--affinity).
-    "3x3 crops + affinity random walk": dict(scales=(320, 448), crop_grid=3, flip=True,
-                                             fine_layer="", walk=True),
+    # The maps above, walked over the affinities `rustseg distill` learnt (--affinity).
+    "+ affinity random walk": dict(scales=(320, 448), crop_grid=3, flip=True,
+                                   fine_layer="block_13_expand_relu", walk=True),
 }
 _THRESHOLDS = np.round(np.arange(0.1, 0.75, 0.05), 2)
 _CRF_GRID = dict(cam_gamma=(0.5, 1.0), fg_floor=(0.15, 0.3), fg_ceiling=(0.7, 0.85))
@@ -109,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default="/tmp/rustseg_teacher_cache", type=Path)
     parser.add_argument("--out", default=str(RESULTS / "teacher_ablation"))
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS),
+                        help="measure these variants and update their rows in --out's JSON")
     parser.add_argument("--affinity", type=Path, default=Path("build/pseudo/affinity.keras"),
                         help="the embedding `rustseg distill` saved (its --cache folder)")
     args = parser.parse_args()
@@ -126,8 +128,12 @@ def main() -> None:
               for split in ("tune", "holdout")}
     frames = {k: [read_image_bgr(p.image) for p in v] for k, v in splits.items()}
     truths = {k: [read_mask(p.mask) for p in v] for k, v in splits.items()}
-    rows = []
+    out_json = Path(args.out).with_suffix(".json")
+    rows = json.loads(out_json.read_text())["rows"] if args.only and out_json.is_file() else []
     for name, overrides in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
+        rows = [r for r in rows if r["variant"] != name]
         overrides = dict(overrides)
         walk = overrides.pop("walk", False)
         if walk and not args.affinity.is_file():
@@ -159,6 +165,7 @@ def main() -> None:
                                                         crf), truths["holdout"]))
         print(row, flush=True)
         rows.append(row)
+    rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
     lines = ["| teacher variant (cumulative) | CAM thr (tune) | CAM IoU holdout | + full-res CRF, IoU holdout |",
              "|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['cam_threshold']:.2f} | {r['cam_iou_holdout']:.3f} | "
