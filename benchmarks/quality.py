@@ -31,6 +31,7 @@ _POINTING_TOLERANCE_PX = 15
 _MISS_FRACTIONS = (0.02, 0.05)
 _SHEET_ROWS = 12
 _SYNTHETIC_DECOYS = 40
+_MASK_RGB = (0, 220, 255)
 
 
 def pointing_hit(evidence01: np.ndarray, truth: np.ndarray) -> bool:
@@ -122,8 +123,8 @@ def contact_sheet(rows: list[dict], path: Path, title: str, with_truth: bool) ->
                                      interpolation=cv2.INTER_NEAREST))
         panels.append(cv2.resize(row["evidence"], size, interpolation=cv2.INTER_LINEAR))
         mask = cv2.resize(row["mask"].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        overlay = rgb.copy()
-        overlay[mask > 0] = (0.45 * np.array([255, 80, 0]) + 0.55 * overlay[mask > 0]).astype(
+        overlay = rgb.copy()  # cyan, so the mask stands out on orange rust
+        overlay[mask > 0] = (0.55 * np.array(_MASK_RGB) + 0.45 * overlay[mask > 0]).astype(
             np.uint8)
         panels.append(overlay)
         for c, panel in enumerate(panels):
@@ -139,7 +140,7 @@ def contact_sheet(rows: list[dict], path: Path, title: str, with_truth: bool) ->
             label += f"\nIoU {row['iou']:.2f}"
         axes[r, 0].set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
