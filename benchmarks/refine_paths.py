@@ -10,6 +10,7 @@ from common import DEFAULT_TFLITE, SHARED_DATA, bar_plot, save
 def main() -> None:
     from edge.config import load_config
     from edge.evaluate import EvalRequest, evaluate
+    from edge.gate import MaskGate
     from edge.refine import REFINE_MODES, make_refiner
     from edge.runtime import CorrosionModel
     from edge.segment import Segmenter
@@ -21,7 +22,8 @@ def main() -> None:
     model = CorrosionModel(DEFAULT_TFLITE, config.model.threads)
     rows = {}
     for mode in REFINE_MODES:
-        segmenter = Segmenter(model, make_refiner(mode, config.refine, config.loop.target_fps))
+        segmenter = Segmenter(model, make_refiner(mode, config.refine, config.loop.target_fps),
+                              MaskGate.from_config(model.threshold, config.gate))
         rows[mode] = evaluate(segmenter, EvalRequest(str(data), None, "holdout",
                                                      config.data.holdout_fraction))
         print(mode, rows[mode]["pooled_iou"], rows[mode]["ms_per_image"])
