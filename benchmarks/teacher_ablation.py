@@ -100,9 +100,9 @@ def upsampled(cams, size_hw):
     return [cv2.resize(c, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR) for c in cams]
 
 
-def crf_masks(frames, cams, settings, crf):
+def crf_masks(frames, cams, settings):
     from converter.teacher import crf_posterior
-    return [crf_posterior(f, c, settings, crf) >= 0.5 for f, c in zip(frames, cams)]
+    return [crf_posterior(f, c, settings) >= 0.5 for f, c in zip(frames, cams)]
 
 
 def main() -> None:
@@ -123,7 +123,6 @@ def main() -> None:
     if not data.is_dir():
         raise SystemExit(f"skipped: {data} is not available")
     config = load_config()
-    crf = replace(config.refine.full, iterations=config.teacher.crf_iterations)
     splits = {split: find_masked_images(data, split, config.data.holdout_fraction)
               for split in ("tune", "holdout")}
     frames = {k: [read_image_bgr(p.image) for p in v] for k, v in splits.items()}
@@ -154,15 +153,16 @@ def main() -> None:
         best, best_iou = None, -1.0
         sub = slice(0, _CRF_TUNE_IMAGES)
         for values in itertools.product(*_CRF_GRID.values()):
-            settings = replace(variant, **dict(zip(_CRF_GRID, values)))
-            iou = pooled_iou(crf_masks(frames["tune"][sub], cams["tune"][sub], settings, crf),
+            crf = replace(variant.crf, **dict(zip(_CRF_GRID, values)))
+            settings = replace(variant, crf=crf)
+            iou = pooled_iou(crf_masks(frames["tune"][sub], cams["tune"][sub], settings),
                              truths["tune"][sub])
             if iou > best_iou:
                 best, best_iou = settings, iou
-        row.update(crf=dict(zip(_CRF_GRID, (getattr(best, k) for k in _CRF_GRID))),
+        row.update(crf=dict(zip(_CRF_GRID, (getattr(best.crf, k) for k in _CRF_GRID))),
                    crf_iou_tune_subset=best_iou,
-                   crf_iou_holdout=pooled_iou(crf_masks(frames["holdout"], cams["holdout"], best,
-                                                        crf), truths["holdout"]))
+                   crf_iou_holdout=pooled_iou(crf_masks(frames["holdout"], cams["holdout"], best),
+                                              truths["holdout"]))
         print(row, flush=True)
         rows.append(row)
     rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))

@@ -107,7 +107,8 @@ def train_embedding(feature_maps: list[np.ndarray], seeds: np.ndarray, epochs: i
         losses = []
         for start in range(0, len(order), batch_size):
             index = np.sort(order[start:start + batch_size])
-            losses.append(float(step([tf.constant(m[index].astype(np.float32)) for m in feature_maps],
+            inputs = [tf.constant(m[index].astype(np.float32)) for m in feature_maps]
+            losses.append(float(step(inputs,
                                      tf.constant(seeds[index], tf.int32))))
         log(f"affinity epoch {epoch + 1}: loss {np.mean(losses):.4f}")
     return model

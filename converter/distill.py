@@ -24,7 +24,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -92,9 +92,8 @@ def fused_cams(teacher: MultiViewCam, paths: list[Path], side: int, cache: Path,
 def teacher_labels(images_rgb: np.ndarray, cams: np.ndarray, settings: TeacherConfig,
                    config: Config) -> np.ndarray:
     """Pseudo labels [N, S, S] (0, 1, IGNORE): each fused CAM settled by the CRF on its image."""
-    crf = replace(config.refine.full, iterations=settings.crf_iterations)
     return np.stack([pseudo_label(crf_posterior(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), cam,
-                                                settings, crf), cam, settings)
+                                                settings), cam, settings)
                      for image, cam in zip(images_rgb, cams)])
 
 
@@ -280,7 +279,9 @@ def distill(request: DistillRequest, config: Config) -> dict:
         "feature_layers": list(FEATURE_LAYERS), "seg_stride": SEG_STRIDE,
         "teacher": asdict(settings), "training": asdict(training),
         "pseudo_label_data": data.description,
-        "ignore_band": f"CRF posterior between {settings.sure_bg} and {settings.sure_fg}",
+        "ignore_band": f"ignored where the CRF posterior is between {settings.sure_bg} and "
+                       f"{settings.sure_fg}, or where the CRF and the fused CAM thresholded at "
+                       f"{settings.cam_threshold} disagree",
         "ignored_share": round(float(1 - known.mean()), 4),
         "teacher_seconds": round(teacher_s, 1), "final_loss": history[-1]["loss"]}
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

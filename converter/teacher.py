@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from converter.gradcam import cam_from_gradients, cam_model
 from converter.model import at_input_size
-from edge.config import CrfSettings, TeacherConfig
+from edge.config import TeacherConfig
+from edge.refine.base import foreground_probability, resize_cam, resize_frame, working_size
 from edge.refine.crf import crf_foreground
 
 IGNORE = 255  # pseudo-label value of an uncertain pixel (the loss skips it)
@@ -136,16 +137,16 @@ def _views(image_rgb: np.ndarray, flip: bool) -> np.ndarray:
     return np.stack([image_rgb, image_rgb[:, ::-1]] if flip else [image_rgb])
 
 
-def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherConfig,
-                  crf: CrfSettings) -> np.ndarray:
-    """P(corrosion) float32 [H, W] at the frame's size: the fused CAM settled by a dense CRF."""
+def crf_posterior(frame_bgr: np.ndarray, cam01: np.ndarray, settings: TeacherConfig
+                  ) -> np.ndarray:
+    """P(corrosion) float32 [H, W] at the frame's size: the fused CAM settled by the teacher's
+    dense CRF (settings.crf: the same mapping and CRF the refine paths use, its own values)."""
+    crf = settings.crf
     height, width = frame_bgr.shape[:2]
-    scale = min(1.0, settings.crf_scale_px / max(height, width))
-    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
-    small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA) if scale < 1 else frame_bgr
-    cam = cv2.resize(cam01, size, interpolation=cv2.INTER_LINEAR)
-    prior = settings.fg_floor + (settings.fg_ceiling - settings.fg_floor) * \
-        np.power(np.clip(cam, 0, 1), settings.cam_gamma)
+    size = working_size((height, width), crf.scale_px)
+    small = resize_frame(frame_bgr, size)
+    prior = foreground_probability(resize_cam(np.clip(cam01, 0, 1).astype(np.float32), size),
+                                   small, crf)
     posterior = crf_foreground(small, prior.astype(np.float32), crf)
     return cv2.resize(posterior, (width, height), interpolation=cv2.INTER_LINEAR)
 

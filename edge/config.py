@@ -95,6 +95,27 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class CrfSettings:
+    """CAM -> prior mapping and dense CRF of one refine path (full and light each have one)."""
+
+    scale_px: int = spec("longest side, in px, the path works at", range=(16, 4096))
+    iterations: int = spec("mean-field iterations of the dense CRF (0: prior only)",
+                           range=(0, 50))
+    fg_floor: float = spec("P(corrosion) the coldest CAM level maps to", range=(0.0, 0.5))
+    fg_ceiling: float = spec("P(corrosion) the hottest CAM level maps to", range=(0.5, 1.0))
+    cam_gamma: float = spec("CAM ** gamma before the mapping; >1 sharpens the blob",
+                            range=(0.1, 5.0))
+    colour_prior_weight: float = spec("blend of the rust-colour prior into the CAM evidence "
+                                      "(0: CAM only)", range=(0.0, 1.0))
+    gauss_sxy: float = spec("Gaussian (smoothness) kernel width, working px", range=(0.1, 100))
+    gauss_compat: float = spec("Gaussian kernel weight", range=(0.0, 100))
+    bilateral_sxy: float = spec("bilateral kernel spatial width, working px", range=(0.1, 500))
+    bilateral_srgb: float = spec("bilateral kernel colour width (0..255 units)",
+                                 range=(0.1, 255))
+    bilateral_compat: float = spec("bilateral kernel weight", range=(0.0, 100))
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     """`rustseg distill`, step 1: pseudo masks from image-level labels (converter/teacher.py)."""
 
@@ -105,9 +126,6 @@ class TeacherConfig:
     flip: bool = spec("add mirrored views")
     fine_layer: str = spec("earlier layer whose CAM is fused with out_relu's ('' = none)")
     work_px: int = spec("side of the grid the views are fused on", range=(8, 1024))
-    cam_gamma: float = spec("fused CAM ** gamma before the CRF prior", range=(0.1, 5.0))
-    fg_floor: float = spec("P(corrosion) the coldest fused CAM maps to", range=(0.0, 0.5))
-    fg_ceiling: float = spec("P(corrosion) the hottest fused CAM maps to", range=(0.5, 1.0))
     affinity_epochs: int = spec("epochs of the affinity embedding trained from confident "
                                 "cells (0: no random walk)", range=(0, 200))
     affinity_beta: float = spec("random walk: affinity ** beta sharpens the transitions",
@@ -115,8 +133,8 @@ class TeacherConfig:
     affinity_steps: int = spec("random walk: propagation steps", range=(1, 1024))
     affinity_bg_power: float = spec("random walk: background seed is (1 - cam) ** this",
                                     range=(0.1, 16))
-    crf_scale_px: int = spec("longest side the teacher's CRF works at", range=(16, 4096))
-    crf_iterations: int = spec("mean-field iterations of the teacher's CRF", range=(0, 50))
+    crf: CrfSettings = spec("the teacher's own CAM -> prior mapping and full-resolution CRF "
+                              "(apart from the device's refine.full, which is re-tuned on seg)")
     cam_threshold: float = spec("fused CAM level that counts as rust; pixels where the CRF "
                                 "disagrees with it are ignored in training", range=(0.0, 1.0))
     sure_fg: float = spec("CRF posterior at or above which a pixel is rust", range=(0.5, 1.0))
@@ -139,27 +157,6 @@ class StudentConfig:
     negative_weight: float = spec("loss weight of a no_corrosion photo relative to a "
                                   "corrosion one", range=(0.0, 10.0))
     seed: int = spec("seed for shuffling and the head's initial weights", range=(0, 2**31 - 1))
-
-
-@dataclass(frozen=True)
-class CrfSettings:
-    """CAM -> prior mapping and dense CRF of one refine path (full and light each have one)."""
-
-    scale_px: int = spec("longest side, in px, the path works at", range=(16, 4096))
-    iterations: int = spec("mean-field iterations of the dense CRF (0: prior only)",
-                           range=(0, 50))
-    fg_floor: float = spec("P(corrosion) the coldest CAM level maps to", range=(0.0, 0.5))
-    fg_ceiling: float = spec("P(corrosion) the hottest CAM level maps to", range=(0.5, 1.0))
-    cam_gamma: float = spec("CAM ** gamma before the mapping; >1 sharpens the blob",
-                            range=(0.1, 5.0))
-    colour_prior_weight: float = spec("blend of the rust-colour prior into the CAM evidence "
-                                      "(0: CAM only)", range=(0.0, 1.0))
-    gauss_sxy: float = spec("Gaussian (smoothness) kernel width, working px", range=(0.1, 100))
-    gauss_compat: float = spec("Gaussian kernel weight", range=(0.0, 100))
-    bilateral_sxy: float = spec("bilateral kernel spatial width, working px", range=(0.1, 500))
-    bilateral_srgb: float = spec("bilateral kernel colour width (0..255 units)",
-                                 range=(0.1, 255))
-    bilateral_compat: float = spec("bilateral kernel weight", range=(0.0, 100))
 
 
 @dataclass(frozen=True)
