@@ -55,8 +55,8 @@ _PAGE = """<!doctype html>
 <style>body{{margin:0;background:#111;color:#eee;font:14px sans-serif}}
 img{{display:block;max-width:100%;margin:auto}}#s{{padding:8px;font-family:monospace}}
 #w{{background:#a00;color:#fff;padding:8px;font-weight:bold}}
-#state{{padding:8px;font-weight:bold}}.LIVE{{color:#6d6}}.STALE,.DISCONNECTED{{background:#a60;color:#fff}}
-.DISCONNECTED{{background:#a00}}</style>
+#state{{padding:8px;font-weight:bold}}.LIVE{{color:#6d6}}
+.STALE{{background:#a60;color:#fff}}.DISCONNECTED{{background:#a00;color:#fff}}</style>
 </head><body>{warning}<div id="state" class="CONNECTING">CONNECTING</div>
 <img id="v" src="/stream.mjpg{query}" alt="live corrosion overlay">
 <div id="s">waiting for frames...</div>
