@@ -183,6 +183,16 @@ class _FeedServer(ThreadingHTTPServer):
             pass  # the refused client is gone or not reading: closing is all that is left
         return False
 
+    def drop_connections(self) -> None:
+        """End every open connection: a closed feed must not keep answering on kept-alive
+        ones, or a page would take a finished run for a stalled one."""
+        with self.connections_lock:
+            for request in self.open_connections:
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already gone
+
     def shutdown_request(self, request) -> None:
         with self.connections_lock:
             self.open_connections.discard(request)
@@ -339,4 +349,5 @@ class HttpFeedSink(FrameSink):
         self.latest.close()
         self.server.shutdown()
         self.server.server_close()
+        self.server.drop_connections()
         self.thread.join(timeout=2.0)

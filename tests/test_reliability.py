@@ -484,6 +484,63 @@ def test_the_page_tells_a_stale_or_lost_feed_and_reconnects(monkeypatch):
     assert "http:" not in page and "https:" not in page and "//" not in page.split("<script>")[0]
 
 
+_PAGE_SHIM = """
+const BASE = process.argv[2], el = {}, log = [];
+const document = {getElementById: id => (el[id] ??= {id, src: ''})};
+const realFetch = fetch;
+globalThis.fetch = (url, options) => realFetch(BASE + url, options);
+setInterval(() => console.log(JSON.stringify({state: el.state?.className, src: el.v?.src})),
+            200);
+setTimeout(() => process.exit(0), Number(process.argv[3]) * 1000);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs the page's script in Node")
+def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, monkeypatch):
+    """The page's own script, run in Node against a real server: LIVE while frames come,
+    STALE when they stop, DISCONNECTED when the run ends, and a new stream request (LIVE
+    again) when a run serves on the same address."""
+    import re
+
+    from edge.http_feed import HttpFeedSink
+    from edge.sinks import OutputFrame
+
+    monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
+
+    def frame(i):
+        return OutputFrame(i, str(i), np.zeros((48, 64, 3), np.uint8),
+                           np.zeros((48, 64), bool), {"index": i})
+
+    sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    port = sink.port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+        script = re.search(r"<script>(.*)</script>", r.read().decode(), re.S).group(1)
+    (tmp_path / "page.js").write_text(_PAGE_SHIM + script)
+    node = subprocess.Popen(["node", str(tmp_path / "page.js"), f"http://127.0.0.1:{port}",
+                             "9"], stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(10):          # a live run: 1 s of frames
+            sink.write(frame(i))
+            time.sleep(0.1)
+        time.sleep(2.8)              # frames stop: stale after 2 s
+        sink.close()                 # the run ends
+        time.sleep(1.5)
+        sink = HttpFeedSink("127.0.0.1", port, "", 70, 4)  # a new run on the same address
+        for i in range(20):
+            sink.write(frame(i))
+            time.sleep(0.1)
+        out, _ = node.communicate(timeout=15)
+    finally:
+        node.kill()
+        sink.close()
+    samples = [json.loads(line) for line in out.splitlines()]
+    states = [s["state"] for s in samples]
+    order = [state for i, state in enumerate(states) if i == 0 or states[i - 1] != state]
+    assert [s for s in order if s != "CONNECTING"] == ["LIVE", "STALE", "DISCONNECTED", "LIVE"]
+    # The stream is left alone while live and requested anew once the new run serves.
+    assert "src" not in samples[0] and samples[-1]["src"].startswith("/stream.mjpg?r=")
+
+
 # --- 4. soak, 5. determinism ------------------------------------------------------------------
 
 def test_short_soak_keeps_memory_threads_and_accounting():
