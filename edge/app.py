@@ -85,6 +85,8 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         for sink in sinks:
             if sink.name.startswith("http://"):
                 print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
+            if getattr(sink, "exposed_warning", ""):
+                print(f"rustseg: WARNING: {sink.exposed_warning}", file=sys.stderr, flush=True)
         options = LoopOptions(loop.frames, loop.queue_depth, loop.sink_error_policy,
                               config.overlay, request.print_frames)
         print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "

@@ -219,10 +219,11 @@ class OverlayConfig:
 class HttpConfig:
     host: str = spec("address the live page binds; 127.0.0.1 keeps it on this machine")
     port: int = spec("default port when an http:// output names none", range=(1, 65535))
-    token: str = spec("access token required on every route ('' = none; env RUSTSEG_TOKEN "
-                      "overrides)")
+    token: str = spec("access token required on every route ('' = none; a non-empty env "
+                      "RUSTSEG_TOKEN overrides)")
     jpeg_quality: int = spec("JPEG quality of the MJPEG stream", range=(10, 100))
-    max_clients: int = spec("concurrent viewers served; more are refused with 503",
+    max_clients: int = spec("concurrent viewers served; more are refused with 503 (open "
+                            "connections, finished or not, are capped at twice this)",
                             range=(1, 1000))
 
 

@@ -10,11 +10,17 @@ The loop only hands over the newest overlay (`write` stores a reference and retu
 encoder thread turns it into JPEG once, and each viewer's thread sends the newest JPEG when it
 can. A slow or stalled viewer therefore only misses frames, it never slows the loop, and
 viewers beyond http.max_clients get 503.
+
+Connections are bounded too: a request must arrive within _REQUEST_TIMEOUT_S, and at most
+2 x max_clients connections (a viewer holds a stream and a stats connection) are open at once,
+finished or not; more are answered 503 and closed without a thread.
 """
 
 from __future__ import annotations
 
 import hmac
+import html
+import ipaddress
 import json
 import os
 import socket
@@ -22,7 +28,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import cv2
 
@@ -32,30 +38,76 @@ from edge.sinks import FrameSink, OutputFrame
 _BOUNDARY = "rustsegframe"
 _CLIENT_WAIT_S = 1.0       # a viewer re-checks for shutdown at least this often
 _SEND_TIMEOUT_S = 5.0      # a viewer that cannot take a frame for this long is dropped
+_REQUEST_TIMEOUT_S = 5.0   # a connection that has not sent its request by then is closed
+_STALE_AFTER_S = 2.0       # the page says STALE when no frame came for this long
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 18\r\nConnection: close\r\n\r\ntoo many viewers\r\n")
 
+_EXPOSED_WARNING = ("this page is served on {host} with no access token: anyone on the "
+                    "network can watch (set RUSTSEG_TOKEN or http.token)")
+
+# The page polls /stats.json: no new frame for _STALE_AFTER_S -> STALE, a failed poll ->
+# DISCONNECTED; when frames come again after either, the stream is requested anew (the
+# browser does not reopen an MJPEG stream that ended). No external resources.
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RustSEG Edge live</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{margin:0;background:#111;color:#eee;font:14px sans-serif}}
-img{{display:block;max-width:100%;margin:auto}}#s{{padding:8px;font-family:monospace}}</style>
-</head><body><img src="/stream.mjpg{query}" alt="live corrosion overlay">
+img{{display:block;max-width:100%;margin:auto}}#s{{padding:8px;font-family:monospace}}
+#w{{background:#a00;color:#fff;padding:8px;font-weight:bold}}
+#state{{padding:8px;font-weight:bold}}.LIVE{{color:#6d6}}
+.STALE{{background:#a60;color:#fff}}.DISCONNECTED{{background:#a00;color:#fff}}</style>
+</head><body>{warning}<div id="state" class="CONNECTING">CONNECTING</div>
+<img id="v" src="/stream.mjpg{query}" alt="live corrosion overlay">
 <div id="s">waiting for frames...</div>
 <script>
+const QUERY = '{query}', STALE_AFTER_S = {stale_after};
+let state = 'CONNECTING';
+function show(next, why) {{
+  const el = document.getElementById('state');
+  el.className = next;
+  el.textContent = next === 'LIVE' ? 'LIVE' : `${{next}}: ${{why}}`;
+  state = next;
+}}
+function reconnect() {{  // a fresh stream request; the parameter only defeats the cache
+  const sep = QUERY ? '&' : '?';
+  document.getElementById('v').src = `/stream.mjpg${{QUERY}}${{sep}}r=${{Date.now()}}`;
+}}
 async function poll() {{
   try {{
-    const r = await fetch('/stats.json{query}', {{cache: 'no-store'}});
+    const r = await fetch('/stats.json' + QUERY, {{cache: 'no-store'}});
+    if (!r.ok) throw new Error(`HTTP ${{r.status}}`);
     const s = await r.json();
     const f = s.frame || {{}};
+    const age = s.last_frame_age_s ?? 0;
+    if (s.frames > 0 && age <= STALE_AFTER_S) {{
+      if (state !== 'LIVE' && state !== 'CONNECTING') reconnect();
+      show('LIVE');
+    }} else if (s.frames > 0) {{
+      show('STALE', `no new frame for ${{age.toFixed(0)}} s`);
+    }}
     document.getElementById('s').textContent =
       `frame ${{f.index ?? '-'}}  fps ${{(s.fps ?? 0).toFixed(1)}}  corrosion score ` +
       `${{(f.score ?? 0).toFixed(2)}}  area ${{(100 * (f.corroded_fraction ?? 0)).toFixed(1)}}%  ` +
       `refine ${{f.path ?? '-'}}  drops ${{f.dropped ?? 0}}  viewers ${{s.viewers}}`;
-  }} catch (e) {{}}
+  }} catch (e) {{
+    show('DISCONNECTED', 'the run is not serving (stopped or lost); retrying');
+  }}
   setTimeout(poll, 500);
 }}
 poll();
 </script></body></html>
 """
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that resolves elsewhere: treat it as exposed
 
 
 class _LatestJpeg:
@@ -107,15 +159,50 @@ class _LatestJpeg:
 class _FeedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5 leaves a burst of connections half-open in the kernel, out
+    # of reach of the cap below; a deeper queue lets the cap see (and refuse) them at once.
+    request_queue_size = 128
 
-    def __init__(self, address, feed: "HttpFeedSink") -> None:
+    def __init__(self, address, feed: "HttpFeedSink", max_connections: int) -> None:
         self.feed = feed
+        self.max_connections = max_connections
+        self.open_connections: set = set()   # accepted and not yet closed, finished or not
+        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def verify_request(self, request, client_address) -> bool:
+        # Runs in the accept thread, before a handler thread exists: the cap bounds threads.
+        with self.connections_lock:
+            if len(self.open_connections) < self.max_connections:
+                self.open_connections.add(request)
+                return True
+        try:
+            request.setblocking(False)
+            request.send(_BUSY)
+        except OSError:
+            pass  # the refused client is gone or not reading: closing is all that is left
+        return False
+
+    def drop_connections(self) -> None:
+        """End every open connection: a closed feed must not keep answering on kept-alive
+        ones, or a page would take a finished run for a stalled one."""
+        with self.connections_lock:
+            for request in self.open_connections:
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already gone
+
+    def shutdown_request(self, request) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _FeedServer
     protocol_version = "HTTP/1.1"
+    timeout = _REQUEST_TIMEOUT_S  # socketserver applies it to the connection in setup()
 
     def log_message(self, format, *args) -> None:  # keep the loop's stdout readable
         pass
@@ -149,9 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _page(self, url) -> None:
+        feed = self.server.feed
         token = parse_qs(url.query).get("token", [""])[0]
-        query = f"?token={token}" if token else ""
-        self._plain(HTTPStatus.OK, _PAGE.format(query=query), "text/html")
+        # urlencode percent-encodes every reserved character, so the result is also safe
+        # inside the page's HTML attribute and JS string.
+        query = "?" + urlencode({"token": token}) if token else ""
+        warning = f'<div id="w">WARNING: {html.escape(feed.exposed_warning)}</div>' \
+            if feed.exposed_warning else ""
+        page = _PAGE.format(query=query, warning=warning, stale_after=_STALE_AFTER_S)
+        self._plain(HTTPStatus.OK, page, "text/html")
 
     def _stats(self, url) -> None:
         self._plain(HTTPStatus.OK, json.dumps(self.server.feed.stats()), "application/json")
@@ -194,8 +287,11 @@ class HttpFeedSink(FrameSink):
         self._stats: dict = {"frame": None, "fps": 0.0, "frames": 0}
         self._stats_lock = threading.Lock()
         self._started = time.perf_counter()
+        self._last_frame_at: float | None = None
+        self.exposed_warning = "" if token or is_loopback(host) else \
+            _EXPOSED_WARNING.format(host=host or "all addresses")
         try:
-            self.server = _FeedServer((host, port), self)
+            self.server = _FeedServer((host, port), self, 2 * max_clients)
         except OSError as exc:
             self.latest.close()
             raise SinkError(f"output http://{host}:{port}: cannot listen ({exc.strerror})") \
@@ -216,7 +312,8 @@ class HttpFeedSink(FrameSink):
         except ValueError:
             raise SinkError(f"output {uri}: the port must be a number 0..65535") from None
         host = parsed.hostname or settings.host
-        token = os.environ.get("RUSTSEG_TOKEN", settings.token)
+        # An empty RUSTSEG_TOKEN= is unset, not "no token": it must not switch the config's off.
+        token = os.environ.get("RUSTSEG_TOKEN") or settings.token
         return cls(host, port, token, settings.jpeg_quality, settings.max_clients)
 
     def authorised(self, header: str, query: dict) -> bool:
@@ -232,13 +329,16 @@ class HttpFeedSink(FrameSink):
 
     def stats(self) -> dict:
         with self._stats_lock:
-            return {**self._stats, "viewers": self.viewers()}
+            last = self._last_frame_at
+            age = None if last is None else round(time.perf_counter() - last, 2)
+            return {**self._stats, "viewers": self.viewers(), "last_frame_age_s": age}
 
     def write(self, frame: OutputFrame) -> None:
         self.latest.offer(frame.overlay_bgr)
         with self._stats_lock:
             frames = self._stats["frames"] + 1
-            elapsed = time.perf_counter() - self._started
+            self._last_frame_at = time.perf_counter()
+            elapsed = self._last_frame_at - self._started
             self._stats = {"frame": frame.record, "frames": frames,
                            "fps": frames / elapsed if elapsed > 0 else 0.0}
 
@@ -249,4 +349,5 @@ class HttpFeedSink(FrameSink):
         self.latest.close()
         self.server.shutdown()
         self.server.server_close()
+        self.server.drop_connections()
         self.thread.join(timeout=2.0)

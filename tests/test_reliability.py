@@ -341,6 +341,206 @@ def test_twenty_viewers_and_stalled_clients_do_not_slow_the_loop_or_leak_threads
     assert threading.active_count() <= threads_before
 
 
+# --- 3b. the live feed: secure and honest (issue 11) ------------------------------------------
+
+def _status(url, headers=None):
+    """The status of a GET, without reading the body (the stream never ends)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_an_empty_token_variable_does_not_switch_off_the_configs_token(monkeypatch):
+    from edge.http_feed import HttpFeedSink
+
+    monkeypatch.setenv("RUSTSEG_TOKEN", "")
+    settings = load_config(overrides={"http.token": "from-config"}).http
+    sink = HttpFeedSink.from_uri("http://127.0.0.1:0", settings)
+    base = f"http://127.0.0.1:{sink.port}"
+    try:
+        assert _status(base + "/stats.json") == 401
+        assert _status(base + "/stats.json?token=from-config") == 200
+    finally:
+        sink.close()
+
+
+def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
+    import re
+    from urllib.parse import quote
+
+    from edge.http_feed import HttpFeedSink
+
+    token = "a+b &c#d@e%f/?=;'\"<x>"
+    monkeypatch.setenv("RUSTSEG_TOKEN", token)
+    sink = HttpFeedSink.from_uri("http://127.0.0.1:0", load_config().http)
+    base = f"http://127.0.0.1:{sink.port}"
+    try:
+        with urllib.request.urlopen(base + "/?token=" + quote(token, safe=""), timeout=3) as r:
+            page = r.read().decode()
+        # The URLs the page itself requests, exactly as the browser would send them.
+        image = re.search(r'<img id="v" src="([^"]+)"', page).group(1)
+        query = re.search(r"const QUERY = '([^']*)'", page).group(1)
+        assert image.startswith("/stream.mjpg?token=") and query.startswith("?token=")
+        assert _status(base + image) == 200
+        assert _status(base + "/stats.json" + query) == 200
+        assert _status(base + "/stats.json", {"Authorization": f"Bearer {token}"}) == 200
+        assert _status(base + "/stats.json" + query[:-1]) == 401
+    finally:
+        sink.close()
+
+
+def test_exposed_bind_without_token_warns_on_stderr_and_on_the_page(monkeypatch, capsys):
+    import edge.http_feed as http_feed
+
+    assert http_feed.is_loopback("127.0.0.1") and http_feed.is_loopback("::1")
+    assert http_feed.is_loopback("localhost")
+    for exposed in ("0.0.0.0", "::", "", "192.168.1.20", "rig.local"):
+        assert not http_feed.is_loopback(exposed)
+    # Only 127.0.0.1 is ever bound here: the sink is told its loopback address is exposed.
+    monkeypatch.setattr(http_feed, "is_loopback", lambda host: False)
+    monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
+    run_loop(load_config(overrides={"refine.mode": "none"}),
+             RunRequest("synthetic://?width=64&height=48&frames=3", ("http://127.0.0.1:0",),
+                        None, None, True, False))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "no access token" in warnings[0]
+
+    open_sink = http_feed.HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    guarded = http_feed.HttpFeedSink("127.0.0.1", 0, "t0ken", 70, 4)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{open_sink.port}/", timeout=3) as r:
+            page = r.read().decode()
+        assert '<div id="w">WARNING: ' in page and "no access token" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{guarded.port}/?token=t0ken",
+                                    timeout=3) as r:
+            assert "WARNING" not in r.read().decode()
+    finally:
+        open_sink.close()
+        guarded.close()
+
+
+def test_idle_connections_are_capped_timed_out_and_release_their_threads(monkeypatch):
+    import edge.http_feed as http_feed
+
+    monkeypatch.setattr(http_feed._Handler, "timeout", 1.0)  # the 5 s default, shortened
+    threads_before = threading.active_count()
+    sink = http_feed.HttpFeedSink("127.0.0.1", 0, "", 70, 4)  # at most 8 connections
+    base = f"http://127.0.0.1:{sink.port}"
+    idle = []
+    try:
+        for _ in range(40):  # connect, send nothing, keep the socket open
+            idle.append(socket.create_connection(("127.0.0.1", sink.port)))
+        peak, until = 0, time.time() + 0.5
+        while time.time() < until:
+            peak = max(peak, threading.active_count())
+            time.sleep(0.02)
+        # The accept and encoder threads plus one per allowed connection, not one per socket.
+        assert peak <= threads_before + 2 + 8
+        # Every socket is answered 503 (over the cap) or closed by the server (timed out):
+        # 40 sockets, 8 at a time, 1 s each, so well within 10 s.
+        replies, deadline = [], time.time() + 10
+        for s in idle:
+            s.settimeout(max(0.1, deadline - time.time()))
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+            replies.append(reply)
+        assert any(r.startswith(b"HTTP/1.1 503") for r in replies)
+        assert all(r == b"" or r.startswith(b"HTTP/1.1 503") for r in replies)
+        deadline = time.time() + 3
+        while time.time() < deadline and threading.active_count() > threads_before + 2:
+            time.sleep(0.1)
+        assert threading.active_count() <= threads_before + 2  # encoder + accept thread
+        assert _status(base + "/stats.json") == 200  # and the page serves again
+    finally:
+        for s in idle:
+            s.close()
+        sink.close()
+
+
+def test_the_page_tells_a_stale_or_lost_feed_and_reconnects(monkeypatch):
+    from edge.http_feed import HttpFeedSink
+    from edge.sinks import OutputFrame
+
+    monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
+    sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    base = f"http://127.0.0.1:{sink.port}"
+    try:
+        assert json.loads(_get(base + "/stats.json")[1])["last_frame_age_s"] is None
+        image = np.zeros((48, 64, 3), np.uint8)
+        sink.write(OutputFrame(0, "0", image, np.zeros((48, 64), bool), {"index": 0}))
+        assert json.loads(_get(base + "/stats.json")[1])["last_frame_age_s"] < 1.0
+        time.sleep(2.2)
+        assert json.loads(_get(base + "/stats.json")[1])["last_frame_age_s"] > 2.0
+        with urllib.request.urlopen(base + "/", timeout=3) as r:
+            page = r.read().decode()
+    finally:
+        sink.close()
+    for state in ("'STALE'", "'DISCONNECTED'", "STALE_AFTER_S = 2.0", "reconnect()"):
+        assert state in page
+    assert "http:" not in page and "https:" not in page and "//" not in page.split("<script>")[0]
+
+
+_PAGE_SHIM = """
+const BASE = process.argv[2], el = {}, log = [];
+const document = {getElementById: id => (el[id] ??= {id, src: ''})};
+const realFetch = fetch;
+globalThis.fetch = (url, options) => realFetch(BASE + url, options);
+setInterval(() => console.log(JSON.stringify({state: el.state?.className, src: el.v?.src})),
+            200);
+setTimeout(() => process.exit(0), Number(process.argv[3]) * 1000);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs the page's script in Node")
+def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, monkeypatch):
+    """The page's own script, run in Node against a real server: LIVE while frames come,
+    STALE when they stop, DISCONNECTED when the run ends, and a new stream request (LIVE
+    again) when a run serves on the same address."""
+    import re
+
+    from edge.http_feed import HttpFeedSink
+    from edge.sinks import OutputFrame
+
+    monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
+
+    def frame(i):
+        return OutputFrame(i, str(i), np.zeros((48, 64, 3), np.uint8),
+                           np.zeros((48, 64), bool), {"index": i})
+
+    sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    port = sink.port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+        script = re.search(r"<script>(.*)</script>", r.read().decode(), re.S).group(1)
+    (tmp_path / "page.js").write_text(_PAGE_SHIM + script)
+    node = subprocess.Popen(["node", str(tmp_path / "page.js"), f"http://127.0.0.1:{port}",
+                             "9"], stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(10):          # a live run: 1 s of frames
+            sink.write(frame(i))
+            time.sleep(0.1)
+        time.sleep(2.8)              # frames stop: stale after 2 s
+        sink.close()                 # the run ends
+        time.sleep(1.5)
+        sink = HttpFeedSink("127.0.0.1", port, "", 70, 4)  # a new run on the same address
+        for i in range(20):
+            sink.write(frame(i))
+            time.sleep(0.1)
+        out, _ = node.communicate(timeout=15)
+    finally:
+        node.kill()
+        sink.close()
+    samples = [json.loads(line) for line in out.splitlines()]
+    states = [s["state"] for s in samples]
+    order = [state for i, state in enumerate(states) if i == 0 or states[i - 1] != state]
+    assert [s for s in order if s != "CONNECTING"] == ["LIVE", "STALE", "DISCONNECTED", "LIVE"]
+    # The stream is left alone while live and requested anew once the new run serves.
+    assert "src" not in samples[0] and samples[-1]["src"].startswith("/stream.mjpg?r=")
+
+
 # --- 4. soak, 5. determinism ------------------------------------------------------------------
 
 def test_short_soak_keeps_memory_threads_and_accounting():
