@@ -63,14 +63,16 @@ class PseudoSet:
     description: str
 
 
-def fused_cams(teacher: MultiViewCam, paths: list[Path], side: int, cache: Path, what: str
-               ) -> tuple[np.ndarray, np.ndarray]:
+def fused_cams(teacher: MultiViewCam, paths: list[Path], side: int, cache: Path, what: str,
+               model_sha256: str) -> tuple[np.ndarray, np.ndarray]:
     """(images [N, S, S, 3] uint8 RGB squashed to `side`, fused CAMs [N, w, w]), cached.
 
     The multi-view CAM is the slow part of the teacher, so it is cached on its own; the CRF
-    and the ignore band are cheap to redo with other settings.
+    and the ignore band are cheap to redo with other settings. The key holds the classifier's
+    sha256 and each photo's size and mtime, so a retrained model or a changed photo is redone.
     """
-    key = hashlib.sha256(json.dumps([view_key(teacher.settings), side, [str(p) for p in paths]])
+    files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, paths)]
+    key = hashlib.sha256(json.dumps([view_key(teacher.settings), side, model_sha256, files])
                          .encode()).hexdigest()[:16]
     path = cache / f"{what}-{key}.npz"
     if path.is_file():
@@ -140,12 +142,13 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
     side = training.input_size
     cache = Path(request.cache)
     teacher = MultiViewCam(classifier, settings)
+    model_sha256 = hashlib.sha256(Path(request.classifier).read_bytes()).hexdigest()
     sources = []   # (images, fused CAMs, description, tiles wanted) of photos labelled corrosion
     parts: list[PseudoSet] = []
     if request.data:
         items = find_labelled_images(request.data)
         images, cams = fused_cams(teacher, [i.path for i in items if i.label == 1], side, cache,
-                                  "classes")
+                                  "classes", model_sha256)
         sources.append((images, cams, f"{len(images)} corrosion photos of {request.data}", 0))
         negatives = [_square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
         parts.append(PseudoSet(np.stack(negatives), np.zeros((len(negatives), side, side),
@@ -155,7 +158,8 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
                                "(all background)"))
     if request.photos_from:
         pairs = find_masked_images(request.photos_from, "tune", config.data.holdout_fraction)
-        images, cams = fused_cams(teacher, [p.image for p in pairs], side, cache, "photos")
+        images, cams = fused_cams(teacher, [p.image for p in pairs], side, cache, "photos",
+                                  model_sha256)
         sources.append((images, cams, f"{len(images)} tune photos of {request.photos_from}",
                         training.tiles_per_photo))
     if not sources:
