@@ -80,7 +80,7 @@ def stored_side(input_size: int) -> int:
     return int(round(input_size * _CROP_MARGIN))
 
 
-def _square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
+def square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(frame_bgr, (side, side), interpolation=cv2.INTER_AREA),
                         cv2.COLOR_BGR2RGB)
 
@@ -91,7 +91,7 @@ def load_class_folders(root: str, side: int) -> ImageSet:
     images, labels, skipped = [], [], []
     for item in items:
         try:
-            images.append(_square_rgb(read_image_bgr(item.path), side))
+            images.append(square_rgb(read_image_bgr(item.path), side))
             labels.append(item.label)
         except DataError as exc:
             skipped.append(str(exc))
@@ -129,7 +129,7 @@ def load_mask_tiles(root: str, side: int, tile: int, stride: int, positive_min: 
             for x in range(0, width - size + 1, stride):
                 coverage = float(mask[y:y + size, x:x + size].mean())
                 if coverage >= positive_min or coverage <= negative_max:
-                    images.append(_square_rgb(frame[y:y + size, x:x + size], side))
+                    images.append(square_rgb(frame[y:y + size, x:x + size], side))
                     labels.append(int(coverage >= positive_min))
     if not images:
         raise DataError(f"tiles from {root}: no tile fell outside the ambiguity band")

@@ -32,7 +32,8 @@ import keras
 import numpy as np
 
 from converter.affinity import random_walk, seeds_from_labels, train_embedding
-from converter.export import load_keras_model
+from converter.data import square_rgb
+from converter.export import load_keras_model, sidecar
 from converter.model import at_input_size
 from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_model,
                                head_model, masked_bce, targets_at_stride)
@@ -150,7 +151,7 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
         images, cams = fused_cams(teacher, [i.path for i in items if i.label == 1], side, cache,
                                   "classes", model_sha256)
         sources.append((images, cams, f"{len(images)} corrosion photos of {request.data}", 0))
-        negatives = [_square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
+        negatives = [square_rgb(read_image_bgr(i.path), side) for i in items if i.label == 0]
         parts.append(PseudoSet(np.stack(negatives), np.zeros((len(negatives), side, side),
                                                              np.uint8),
                                np.full(len(negatives), training.negative_weight, np.float32),
@@ -182,11 +183,6 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
                      np.concatenate([p.labels for p in parts]),
                      np.concatenate([p.weights for p in parts]),
                      "; ".join(p.description for p in parts))
-
-
-def _square_rgb(frame_bgr: np.ndarray, side: int) -> np.ndarray:
-    return cv2.cvtColor(cv2.resize(frame_bgr, (side, side), interpolation=cv2.INTER_AREA),
-                        cv2.COLOR_BGR2RGB)
 
 
 def frozen_features(classifier: keras.Model, images: np.ndarray, input_size: int,
@@ -276,7 +272,7 @@ def distill(request: DistillRequest, config: Config) -> dict:
         head, history = train_head(classifier, data, training, log)
     combined = attach_head(classifier, head)
     combined.save(out.with_suffix(".keras"))
-    metrics = _sidecar(Path(request.classifier))
+    metrics = sidecar(request.classifier, ".metrics.json")
     metrics["student"] = {
         "head": "LR-ASPP-style on block_6 (stride 8), block_13 (16), out_relu (32); frozen "
                 "backbone, so the classifier's weights and scores are unchanged",
@@ -290,8 +286,3 @@ def distill(request: DistillRequest, config: Config) -> dict:
         "teacher_seconds": round(teacher_s, 1), "final_loss": history[-1]["loss"]}
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _sidecar(classifier: Path) -> dict:
-    path = classifier.with_suffix(".metrics.json")
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -309,7 +309,7 @@ def export(request: ExportRequest) -> dict:
     card = ModelCard(
         labels=["no_corrosion", "corrosion"],
         threshold=request.threshold if request.threshold is not None else
-        float(_sidecar(request.model, ".metrics.json").get("threshold", 0.5)),
+        float(sidecar(request.model, ".metrics.json").get("threshold", 0.5)),
         input_size=[input_size, input_size], cam_layer=request.cam_layer,
         cam_size=[int(cam_shape[1]), int(cam_shape[2])], quantization=request.quant,
         backbone=_backbone_description(model),
@@ -320,25 +320,25 @@ def export(request: ExportRequest) -> dict:
               f"{_QUANT_NOTES[request.quant]}",
         contract=2 if v2 else 1,
         seg_size=[int(v) for v in frozen.output_shape("seg")[1:3]] if v2 else None,
-        student=_sidecar(request.model, ".metrics.json").get("student", {}) if v2 else {})
+        student=sidecar(request.model, ".metrics.json").get("student", {}) if v2 else {})
     card.write(out)
     return report
 
 
-def _sidecar(model_path: str, suffix: str) -> dict:
+def sidecar(model_path: str, suffix: str) -> dict:
     path = Path(model_path).with_suffix(suffix)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _metrics_record(model_path: str) -> dict:
-    metrics = _sidecar(model_path, ".metrics.json")
+    metrics = sidecar(model_path, ".metrics.json")
     keys = ("accuracy", "precision", "recall", "f1", "auc", "confusion", "threshold", "n_images",
             "validation", "threshold_from")
     return {k: metrics[k] for k in keys if k in metrics}
 
 
 def _training_record(model_path: str) -> dict:
-    metrics = _sidecar(model_path, ".metrics.json")
+    metrics = sidecar(model_path, ".metrics.json")
     return {"data": metrics.get("training_data", "unknown"),
             "labels": metrics.get("labels", "image-level"),
             "n_train": metrics.get("n_train"),
