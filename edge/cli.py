@@ -155,6 +155,9 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
         option(p, "--frames", "loop.frames", metavar="N")
         p.add_argument("--log", help="write one JSON line per frame to this file")
         p.add_argument("--save-masks", metavar="DIR", help="write one binary PNG mask per frame")
+        p.add_argument("--record", metavar="DIR", help="write the run record into this new or "
+                       "empty folder: overlay video, frames.jsonl, findings, run.json, "
+                       "summary.json (then: rustseg report DIR)")
         p.add_argument("--headless", action="store_true", help="never open a window")
         p.add_argument("--quiet", action="store_true", help="no per-frame line on stdout")
         if name == "run":
@@ -322,11 +325,11 @@ def _eval(args, config: Config) -> int:
 def _run(args, config: Config) -> int:
     from edge.app import RunRequest, run_loop
 
-    if not args.output and not args.log and not args.save_masks:
+    if not args.output and not args.log and not args.save_masks and not args.record:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, not args.quiet)
+                         args.headless, not args.quiet, args.record)
     return _report(run_loop(config, request))
 
 
