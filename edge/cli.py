@@ -182,6 +182,11 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p.add_argument("--csv", dest="csv_out", help="write per-stage summaries as CSV")
     option(p, "--target-fps", "loop.target_fps", metavar="FPS")
 
+    p = command("report", "write the HTML report, findings.csv and findings.geojson of a run "
+                "record (needs the report extra: matplotlib)")
+    p.add_argument("record", metavar="DIR", help="a folder written by rustseg run --record DIR")
+    option(p, "--top", "record.report_top", metavar="N")
+
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
     return parser
@@ -247,6 +252,7 @@ def _config_flag(argv: list[str]) -> str | None:
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     handler = {"train": _train, "distill": _distill, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
+               "report": _write_report,
                "bench": _bench, "config": _show_config}[args.command]
     return handler(args, config)
 
@@ -355,6 +361,15 @@ def _report(report) -> int:
         return _EXIT_OUTPUT_LOST
     if report.interrupted_by:
         return 128 + signal.Signals[report.interrupted_by]
+    return 0
+
+
+def _write_report(args, config: Config) -> int:
+    from edge.report import write_report
+
+    result = write_report(args.record, config.record.report_top)
+    print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
+          f"position; run ended: {result.summary['ended']})")
     return 0
 
 
