@@ -26,6 +26,7 @@ from edge.sinks import JsonlLogSink, MaskFolderSink, open_output
 from edge.sources import open_source
 
 _EXIT_AT_ONCE = 130
+DEMO_RECORD = "demo_record"      # the demo's record folder, inside demo.out_dir
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ def _build_sinks(config: Config, request: RunRequest):
 
 
 def demo_request(config: Config) -> RunRequest:
+    """The demo records its run (replacing the previous demo's record) for `rustseg report`."""
     out = Path(config.demo.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return RunRequest(config.demo.source, (str(out / "demo.mp4"),), str(out / "demo.jsonl"),
-                      headless=True, print_frames=False)
+    return RunRequest(config.demo.source, (), headless=True, print_frames=False,
+                      record=str(out / DEMO_RECORD), replace_record=True)

@@ -341,14 +341,13 @@ def _run(args, config: Config) -> int:
 
 def _demo(args, config: Config) -> int:
     from edge.app import demo_request, run_loop
+    from edge.report import write_report
 
-    request = dataclasses.replace(demo_request(config), save_masks=args.save_masks,
-                                  print_frames=not args.quiet)
-    if args.log:
-        request = dataclasses.replace(request, log=args.log)
-    report = run_loop(config, request)
-    code = _report(report)
-    print(f"wrote {request.outputs[0]} and {request.log}")
+    request = dataclasses.replace(demo_request(config), log=args.log,
+                                  save_masks=args.save_masks, print_frames=not args.quiet)
+    code = _report(run_loop(config, request))
+    result = write_report(request.record, config.record.report_top)
+    print(f"wrote the run record {request.record}; report: {result.html}")
     return code
 
 

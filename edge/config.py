@@ -249,7 +249,7 @@ class RecordConfig:
 @dataclass(frozen=True)
 class DemoConfig:
     source: str = spec("source URI of `rustseg demo`")
-    out_dir: str = spec("folder the demo writes demo.mp4 and demo.jsonl to")
+    out_dir: str = spec("folder the demo writes its run record (demo_record/) into")
 
 
 @dataclass(frozen=True)
