@@ -35,7 +35,7 @@ class RunRecorder:
 
     def __init__(self, layout: RecordLayout, config: Config, source_uri: str,
                  replace: bool = False) -> None:
-        _prepare_folder(layout, replace)
+        _check_folder(layout, replace)
         self.layout, self.config, self.source_uri = layout, config, source_uri
         gap_rule = config.record
         self.findings = FindingSink(layout, FindingRule(gap_rule.finding_min_area,
@@ -46,7 +46,10 @@ class RunRecorder:
         self._run: dict = {}
 
     def begin(self, source, segmenter) -> None:
-        """Write run.json and reserve summary.json; tell the findings where photos are."""
+        """Write run.json and reserve summary.json; tell the findings where photos are.
+        Called after the overwrite check, so an old record is only cleared then."""
+        if self.layout.is_record():
+            _clear_old_record(self.layout)
         files = dict((name, path) for path, name in source.input_files() if name is not None)
         if files:  # a photo folder: each photo its own view, and perhaps geotagged
             from edge.positions import read_position
@@ -93,23 +96,26 @@ class RunRecorder:
         return summary
 
 
-def _prepare_folder(layout: RecordLayout, replace: bool) -> None:
+def _check_folder(layout: RecordLayout, replace: bool) -> None:
     """The record gets a folder of its own: a new or empty one, or (replace) an old record."""
     root = layout.root
     try:
         make_folder(root)
     except OSError as exc:
         raise ConfigError(f"--record {root}: cannot create the folder ({exc.strerror})") from None
-    if not any(root.iterdir()):
-        return
-    if not (replace and layout.is_record()):
+    if any(root.iterdir()) and not (replace and layout.is_record()):
         raise ConfigError(f"--record {root}: the folder is not empty; a record gets a new or "
                           "empty folder (nothing already there is written over)")
+
+
+def _clear_old_record(layout: RecordLayout) -> None:
+    """Remove the files an earlier record in this folder has (nothing else is touched)."""
     for path in (layout.findings_dir, layout.report_files):
         shutil.rmtree(path, ignore_errors=True)
     for path in (layout.overlay_video, layout.frames_log, layout.run_json, layout.summary_json,
                  layout.report_html, layout.findings_csv, layout.findings_geojson):
         path.unlink(missing_ok=True)
+    make_folder(layout.findings_dir)
 
 
 def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:

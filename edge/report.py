@@ -110,8 +110,8 @@ def _plot_timeline(plt, frames: list[dict], start: float, folder: Path) -> Path:
                     label="corrosion score")
     score_axis.set_ylim(0, 1.02)
     score_axis.set_ylabel("score (0..1)")
-    figure.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
+    figure.legend(loc="upper center", ncol=2, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     path = folder / "timeline.png"
     figure.savefig(path, dpi=_PLOT_DPI)
     plt.close(figure)
