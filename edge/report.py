@@ -59,7 +59,8 @@ def write_report(record_dir: str | Path, top: int = 12) -> ReportResult:
     summary, wrote_summary = _summary(layout, frames, findings)
     start = min((f["captured_at"] for f in frames), default=run.get("started_at", 0.0))
     layout.report_files.mkdir(exist_ok=True)
-    plots = {"timeline": _plot_timeline(plt, frames, start, layout.report_files)}
+    photos = run.get("source_kind") == "photos"
+    plots = {"timeline": _plot_timeline(plt, frames, start, layout.report_files, photos)}
     located = [f for f in findings if f.get("position")]
     if located:
         plots["positions"] = _plot_positions(plt, located, layout.report_files)
@@ -98,15 +99,19 @@ def stage_table(frames: list[dict]) -> dict[str, dict]:
 
 # --- files beside the report -----------------------------------------------------------------
 
-def _plot_timeline(plt, frames: list[dict], start: float, folder: Path) -> Path:
-    t = [f["captured_at"] - start for f in frames]
+def _plot_timeline(plt, frames: list[dict], start: float, folder: Path, photos: bool) -> Path:
+    """Over time for video and cameras; over the photo sequence for photo folders (their
+    read time says nothing about the flight)."""
+    t = [f["index"] for f in frames] if photos else [f["captured_at"] - start for f in frames]
     figure, area_axis = plt.subplots(figsize=(9, 3.2))
     area_axis.plot(t, [100 * f["corroded_fraction"] for f in frames], color="#d9480f",
+                   marker="o" if photos else None, markersize=3,
                    label="corroded area (% of frame)")
-    area_axis.set_xlabel("time since first frame (s)")
+    area_axis.set_xlabel("photo (in name order)" if photos else "time since first frame (s)")
     area_axis.set_ylabel("corroded area (%)")
     score_axis = area_axis.twinx()
     score_axis.plot(t, [f["score"] for f in frames], color="#1864ab", alpha=0.7,
+                    marker="o" if photos else None, markersize=3,
                     label="corrosion score")
     score_axis.set_ylim(0, 1.02)
     score_axis.set_ylabel("score (0..1)")
@@ -183,7 +188,8 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("started_at", start)))
     rows = [("source", run.get("source")), ("started", when),
             ("ended", ended + ("" if summary.get("complete") else "  (record not complete)")),
-            ("duration", f"{flight['duration_s']:.1f} s"), ("frames", flight["frames"]),
+            ("processing time" if run.get("source_kind") == "photos" else "duration",
+             f"{flight['duration_s']:.1f} s"), ("frames", flight["frames"]),
             ("frames with corrosion", f"{flight['frames_with_corrosion']} "
                                       f"({100 * flight['share_with_corrosion']:.1f} %)"),
             ("max corroded area", f"{100 * flight['max_corroded_fraction']:.2f} % of frame"),
