@@ -86,7 +86,12 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         raise
     finally:
         if recorder is not None and recorder.started_at is not None:
-            recorder.finish(report, failure)
+            try:
+                recorder.finish(report, failure)
+            except OSError:
+                if failure is None:
+                    raise  # the summary could not be written: not a success
+                # else the run's own failure is the one to report
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,

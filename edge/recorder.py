@@ -8,6 +8,8 @@ SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +22,7 @@ from edge.config import Config
 from edge.errors import ConfigError, RustsegError
 from edge.findings import FindingRule, FindingSink
 from edge.record import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
-                         ENDED_RUNNING, ENDED_SOURCE, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
+                         ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
                          flight_stats)
 from edge.sinks import FrameSink, JsonlLogSink, VideoFileSink
 from edge.writable import make_folder
@@ -37,9 +39,8 @@ class RunRecorder:
                  replace: bool = False) -> None:
         _check_folder(layout, replace)
         self.layout, self.config, self.source_uri = layout, config, source_uri
-        gap_rule = config.record
-        self.findings = FindingSink(layout, FindingRule(gap_rule.finding_min_area,
-                                                        gap_rule.finding_gap_frames))
+        self.findings = FindingSink(layout, FindingRule(config.record.finding_min_area,
+                                                        config.record.finding_gap_frames))
         self.sinks: list[FrameSink] = [VideoFileSink(layout.overlay_video, config.loop.target_fps),
                                        JsonlLogSink(layout.frames_log), self.findings]
         self.started_at: float | None = None
@@ -65,7 +66,7 @@ class RunRecorder:
                      "model": _model_facts(segmenter.model), "versions": _versions(segmenter),
                      "finding_rule": {"min_area": self.findings.rule.min_area,
                                       "gap": self.findings.rule.gap},
-                     "config": json.loads(json.dumps(_asdict(self.config)))}
+                     "config": dataclasses.asdict(self.config)}
         _write_json(self.layout.run_json, self._run)
         with open(self.layout.summary_json, "wb") as file:
             file.write(_padded({"format": RECORD_FORMAT, "ended": ENDED_RUNNING,
@@ -121,7 +122,7 @@ def _clear_old_record(layout: RecordLayout) -> None:
 def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
     if failure is not None:
         if isinstance(failure, KeyboardInterrupt):
-            return "SIGINT"
+            return ENDED_SIGINT
         return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_ERROR
     if report.interrupted_by:
         return report.interrupted_by
@@ -129,7 +130,7 @@ def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
         return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_OUTPUT_LOST
     if report.stopped_by.startswith("--frames"):
         return ENDED_FRAME_LIMIT
-    return ENDED_SOURCE if report.stopped_by == ENDED_SOURCE else report.stopped_by
+    return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
 
 
 def _disk_is_full(root: Path) -> bool:
@@ -141,9 +142,11 @@ def _disk_is_full(root: Path) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and not isinstance(exc, RustsegError) \
-        else (text[0] if text else type(exc).__name__)
+    """The error as the CLI would show it: our own errors are already one readable line."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(exc, RustsegError) and first else \
+        f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _model_facts(model) -> dict:
@@ -168,16 +171,10 @@ def _versions(segmenter) -> dict:
 
 
 def _sha256_file(path: Path) -> str | None:
-    import hashlib
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def _asdict(config: Config) -> dict:
-    import dataclasses
-    return dataclasses.asdict(config)
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from edge.app import RunRequest, record_run, run_loop
 from edge.config import load_config
-from edge.errors import ConfigError
+from edge.errors import ConfigError, MissingDependencyError
 from edge.record import ENDED_RUNNING, RecordLayout, flight_stats
 from edge.report import ENDED_CUT_SHORT, write_report
 from edge.synthetic import make_scene
@@ -261,3 +261,16 @@ def test_stills_without_exif_give_no_positions_and_no_error(tmp_path):
     result = write_report(layout.root)
     assert result.positions == 0 and not layout.findings_geojson.exists()
     assert not (layout.report_files / "positions.png").exists()
+
+
+def test_report_says_in_one_line_what_is_missing(tmp_path, monkeypatch):
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "report", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"rustseg: error: rustseg report {tmp_path}: not a run record (no run.json); make one "
+        "with rustseg run --record DIR"]
+    (tmp_path / "run.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the report extra were absent
+    with pytest.raises(MissingDependencyError, match=r"pip install 'rustseg-edge\[report\]'"):
+        write_report(tmp_path)
