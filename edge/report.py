@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edge.errors import DataError, MissingDependencyError
 from edge.profiler import summarize
@@ -25,6 +28,7 @@ _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
                 "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
                 "source_file")
 _PLOT_DPI = 110
+_METRES_PER_DEGREE = 111_320.0   # along a meridian / the equator (spherical Earth)
 
 
 @dataclass(frozen=True)
@@ -124,16 +128,25 @@ def _plot_timeline(plt, frames: list[dict], start: float, folder: Path, photos: 
 
 
 def _plot_positions(plt, located: list[dict], folder: Path) -> Path:
-    lon = [f["position"]["lon"] for f in located]
-    lat = [f["position"]["lat"] for f in located]
-    area = [100 * f["corroded_fraction"] for f in located]
-    figure, axis = plt.subplots(figsize=(6, 5))
-    points = axis.scatter(lon, lat, c=area, cmap="YlOrRd", edgecolors="black", s=45)
+    """Findings on local east/north metres from the south-west corner (degrees of longitude
+    shrink with latitude, so raw degrees would distort the layout and crowd the ticks)."""
+    lat = np.array([f["position"]["lat"] for f in located])
+    lon = np.array([f["position"]["lon"] for f in located])
+    lat0, lon0 = float(lat.min()), float(lon.min())
+    east_m = (lon - lon0) * _METRES_PER_DEGREE * math.cos(math.radians(lat0))
+    north_m = (lat - lat0) * _METRES_PER_DEGREE
+    figure, axis = plt.subplots(figsize=(6.5, 5))
+    points = axis.scatter(east_m, north_m, c=[100 * f["corroded_fraction"] for f in located],
+                          cmap="YlOrRd", edgecolors="black", s=45)
+    for x, y, f in zip(east_m, north_m, located):
+        axis.annotate(_file_name(f), (x, y), xytext=(4, 3), textcoords="offset points",
+                      fontsize=7)
     figure.colorbar(points, ax=axis, label="corroded area (%)")
-    axis.set_xlabel("longitude (deg)")
-    axis.set_ylabel("latitude (deg)")
-    axis.set_title("findings by position (no map: offline)")
-    axis.ticklabel_format(useOffset=False)
+    axis.set_aspect("equal", adjustable="datalim")
+    axis.set_xlabel("east (m)")
+    axis.set_ylabel("north (m)")
+    axis.set_title(f"findings by position from {lat0:.6f}, {lon0:.6f} (no map: offline)",
+                   fontsize=9)
     figure.tight_layout()
     path = folder / "positions.png"
     figure.savefig(path, dpi=_PLOT_DPI)
