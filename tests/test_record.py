@@ -274,3 +274,16 @@ def test_report_says_in_one_line_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the report extra were absent
     with pytest.raises(MissingDependencyError, match=r"pip install 'rustseg-edge\[report\]'"):
         write_report(tmp_path)
+
+
+def test_demo_ends_with_its_record_and_report(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--source",
+                             "synthetic://?width=128&height=96&frames=8&seed=3", "--out-dir",
+                             str(tmp_path), "--refine", "none"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = tmp_path / "demo_record" / "report.html"
+    assert result.stdout.strip().splitlines()[-1].endswith(f"report: {report}")
+    layout = RecordLayout(report.parent)
+    assert layout.is_complete() and len(layout.read_frames()) == 8
+    _assert_report_is_local(layout)
