@@ -59,6 +59,13 @@ def write_report(record_dir: str | Path, top: int = 12) -> ReportResult:
         raise DataError(f"rustseg report {layout.root}: not a run record (no run.json); make "
                         "one with rustseg run --record DIR")
     plt = _pyplot()
+    try:
+        return _write_report(layout, plt, top)
+    except OSError as exc:  # a full disk, a read-only record: name the record, not a plot file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(layout.root)) from None
+
+
+def _write_report(layout: RecordLayout, plt, top: int) -> ReportResult:
     run, frames, findings = layout.read_run(), layout.read_frames(), layout.read_findings()
     summary, wrote_summary = _summary(layout, frames, findings)
     start = min((f["captured_at"] for f in frames), default=run.get("started_at", 0.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -287,3 +288,29 @@ def test_demo_ends_with_its_record_and_report(tmp_path):
     layout = RecordLayout(report.parent)
     assert layout.is_complete() and len(layout.read_frames()) == 8
     _assert_report_is_local(layout)
+
+
+def test_record_cut_short_by_a_full_disk_says_so_and_reports(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a small tmpfs to fill (root and mount)")
+    try:
+        layout = RecordLayout(disk / "rec")
+        result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--source",
+                                 "synthetic://?width=160&height=120&frames=0", "--record",
+                                 str(layout.root), "--refine", "none", "--quiet"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 5, result.stderr  # outputs lost: not a success
+        summary = layout.read_summary()
+        assert summary["ended"] == "disk full" and not summary["complete"]
+        assert summary["flight"]["frames"] == len(layout.read_frames()) > 0
+        copy = RecordLayout(tmp_path / "copy")  # the report is made where there is room
+        shutil.copytree(layout.root, copy.root)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    report = write_report(copy.root)
+    assert report.summary["ended"] == "disk full"
+    _assert_report_is_local(copy)
