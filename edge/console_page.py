@@ -48,7 +48,7 @@ aside{display:flex;flex-direction:column;gap:12px}
 .legend{list-style:none;margin:0;padding:0;font-size:14px}
 .legend li{display:flex;align-items:center;gap:8px;margin:4px 0}
 .sw{width:28px;height:16px;border-radius:3px;flex:none}
-#chart svg{width:100%;height:auto;display:block}
+#chart svg{width:100%;max-width:520px;height:auto;display:block}
 #strip{display:flex;gap:8px;overflow-x:auto;padding-bottom:4px}
 #strip figure{margin:0;flex:none;width:160px;cursor:zoom-in}
 #strip img{width:160px;height:auto;border-radius:3px;display:block;border:2px solid transparent}
@@ -74,6 +74,7 @@ _NUMBERS = (  # id, label, unit
 
 _SCRIPT = """
 const QUERY = '{query}', STALE_AFTER_S = {stale_after}, CHART_S = {chart_s};
+const PLOT_W = 280, BAND_H = 56;  // chart units: about CSS px in the side panel
 const AUTH = QUERY ? '&' + QUERY.slice(1) : '';
 const PATHS = {paths};
 let state = 'CONNECTING', lastIndex = null, history = [], findingsKey = '';
@@ -104,9 +105,9 @@ function numbers(s, f) {{
   $('frame').textContent = f.index ?? '-';
   $('viewers').textContent = s.viewers ?? '-';
 }}
-function line(points, key, top, height, scale) {{
-  return points.map(p => `${{(600 * (1 - p.age / CHART_S)).toFixed(1)}},` +
-    `${{(top + height * (1 - Math.min(1, p[key] / scale))).toFixed(1)}}`).join(' ');
+function line(points, key, top, scale) {{
+  return points.map(p => `${{(PLOT_W * (1 - p.age / CHART_S)).toFixed(1)}},` +
+    `${{(top + BAND_H * (1 - Math.min(1, p[key] / scale))).toFixed(1)}}`).join(' ');
 }}
 function chart() {{  // two bands over the last CHART_S seconds: area (auto scale), score (0-1)
   const now = Date.now() / 1000;
@@ -114,20 +115,22 @@ function chart() {{  // two bands over the last CHART_S seconds: area (auto scal
   const points = history.map(p => ({{...p, age: now - p.t}}));
   const peak = Math.max(0, ...points.map(p => p.area));
   const scale = [1, 2, 5, 10, 25, 50, 100].find(v => v >= peak) ?? 100;
-  let svg = `<svg viewBox="-4 0 640 210" role="img" aria-label="corroded area and score, ` +
-    `last ${{CHART_S}} s">`;
-  for (const [top, label, max] of [[6, 'area %', scale], [112, 'score', 1]]) {{
-    svg += `<rect x="0" y="${{top}}" width="600" height="84" fill="#222"/>` +
-      `<text x="4" y="${{top + 14}}" fill="#aaa" font-size="13">${{label}}</text>` +
-      `<text x="604" y="${{top + 10}}" fill="#aaa" font-size="12">${{max}}</text>` +
-      `<text x="604" y="${{top + 84}}" fill="#aaa" font-size="12">0</text>`;
+  let svg = `<svg viewBox="0 0 ${{PLOT_W + 34}} ${{2 * BAND_H + 34}}" role="img" ` +
+    `aria-label="corroded area and score over the last ${{CHART_S}} s">`;
+  const bands = [[2, 'corroded area %', scale, '#ff7a33', 'area'],
+                 [BAND_H + 14, 'corrosion score', 1, '#4fc3f7', 'score']];
+  for (const [top, label, max, colour, key] of bands) {{
+    svg += `<rect x="0" y="${{top}}" width="${{PLOT_W}}" height="${{BAND_H}}" fill="#262626"/>` +
+      `<text x="4" y="${{top + 13}}" fill="${{colour}}" font-size="12">${{label}}</text>` +
+      `<text x="${{PLOT_W + 4}}" y="${{top + 10}}" fill="#aaa" font-size="11">${{max}}</text>` +
+      `<text x="${{PLOT_W + 4}}" y="${{top + BAND_H}}" fill="#aaa" font-size="11">0</text>` +
+      `<polyline fill="none" stroke="${{colour}}" stroke-width="1.5" ` +
+      `points="${{line(points, key, top, max)}}"/>`;
   }}
-  svg += `<polyline fill="none" stroke="#ff5000" stroke-width="2" ` +
-    `points="${{line(points, 'area', 6, 84, scale)}}"/>` +
-    `<polyline fill="none" stroke="#4fc3f7" stroke-width="2" ` +
-    `points="${{line(points, 'score', 112, 84, 1)}}"/>` +
-    `<text x="0" y="208" fill="#aaa" font-size="12">-${{CHART_S}} s</text>` +
-    `<text x="600" y="208" fill="#aaa" font-size="12" text-anchor="end">now</text></svg>`;
+  const bottom = 2 * BAND_H + 30;
+  svg += `<text x="0" y="${{bottom}}" fill="#aaa" font-size="11">-${{CHART_S}} s</text>` +
+    `<text x="${{PLOT_W}}" y="${{bottom}}" fill="#aaa" font-size="11" text-anchor="end">now` +
+    `</text></svg>`;
   $('chart').innerHTML = svg;
 }}
 function findings(list) {{
