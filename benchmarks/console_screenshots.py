@@ -34,16 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_run(port: int, token: str, frames: int = 0, extra_env: dict | None = None,
+def start_run(port: int, token: str,
               source: str = "synthetic://?width=640&height=480&frames=0&fps=15&seed=3"):
     """`rustseg run` serving the console on 127.0.0.1:port, in a child process."""
-    env = {**os.environ, "RUSTSEG_TOKEN": token, "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    env = {**os.environ, "RUSTSEG_TOKEN": token, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "edge.cli", "run", "--source", source, "--output",
                f"http://127.0.0.1:{port}", "--headless", "--quiet"]
-    if frames:
-        command += ["--frames", str(frames)]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=None)  # its stderr is the caller's
+    # stderr stays the caller's, so a run that fails to start says why.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
 
 def wait_for_port(port: int, timeout_s: float = 60.0) -> None:
