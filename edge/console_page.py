@@ -24,7 +24,7 @@ PATH_MEANINGS = {
 _STYLE = """
 *{box-sizing:border-box}
 body{margin:0;background:#111;color:#eee;font:15px/1.35 system-ui,sans-serif}
-header{display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px;padding:8px 12px;
+header{position:sticky;top:0;z-index:2;display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px;padding:8px 12px;
  background:#1b1b1b;border-bottom:1px solid #333}
 h1{font-size:18px;margin:0;font-weight:600}
 h2{font-size:13px;margin:0 0 6px;color:#aaa;text-transform:uppercase;letter-spacing:.05em}
@@ -36,7 +36,10 @@ h2{font-size:13px;margin:0 0 6px;color:#aaa;text-transform:uppercase;letter-spac
 main{display:grid;grid-template-columns:minmax(0,1fr);gap:12px;padding:12px}
 @media (min-width:900px){main{grid-template-columns:minmax(0,3fr) minmax(300px,1fr)}}
 @media (min-width:1600px){main{grid-template-columns:minmax(0,3fr) 420px}}
-#v{display:block;width:100%;height:auto;background:#000;border-radius:4px}
+#v{display:block;width:100%;height:auto;max-height:max(240px,calc(100vh - 250px));object-fit:contain;
+ background:#000;border-radius:4px}
+#live.STALE #v,#live.DISCONNECTED #v{opacity:.35;filter:grayscale(1)}
+#live.STALE .n b,#live.DISCONNECTED .n b{color:#777}
 section.panel{background:#1b1b1b;border:1px solid #333;border-radius:6px;padding:10px}
 aside{display:flex;flex-direction:column;gap:12px}
 #numbers{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));gap:8px}
@@ -57,7 +60,7 @@ aside{display:flex;flex-direction:column;gap:12px}
 #box{position:fixed;inset:0;background:rgba(0,0,0,.88);display:flex;flex-direction:column;
  align-items:center;justify-content:center;padding:12px;cursor:zoom-out}
 #box[hidden]{display:none}
-#big{max-width:100%;max-height:85vh}
+#big{width:min(100%,1280px);max-height:85vh;object-fit:contain}
 .muted{color:#888;font-size:13px}
 """
 
@@ -66,8 +69,8 @@ _NUMBERS = (  # id, label, unit
     ("score", "corrosion score", "0-1"),
     ("area", "corroded area", "% of frame"),
     ("path", "refine path", ""),
-    ("drops", "dropped frames", "total"),
-    ("latency", "latency", "ms capture to output"),
+    ("drops", "dropped frames", "since start"),
+    ("latency", "latency, capture to output", "ms"),
     ("frame", "frame", "#"),
     ("viewers", "viewers", "open streams"),
 )
@@ -85,6 +88,7 @@ const num = (x, digits) => (x === undefined || x === null) ? '-' : Number(x).toF
 function show(next, why) {{
   const el = $('state');
   el.className = next;
+  $('live').className = next;  // a stale or lost stream and its numbers are greyed out
   el.textContent = next === 'LIVE' ? 'LIVE' : `${{next}}: ${{why}}`;
   state = next;
 }}
@@ -195,7 +199,7 @@ _BODY = """<!doctype html>
 </head><body>
 <header><h1>RustSEG Edge &middot; live corrosion console</h1>
 <div id="state" class="CONNECTING">CONNECTING</div></header>
-{warning}<main>
+{warning}<main id="live" class="CONNECTING">
 <section><img id="v" src="/stream.mjpg{query}" alt="live corrosion overlay"></section>
 <aside>
 <section class="panel"><h2>Now</h2><div id="numbers">{numbers}</div><p id="why"></p></section>

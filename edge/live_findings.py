@@ -70,7 +70,7 @@ class RecentFindings:
         now = time.perf_counter()
         with self._lock:
             shown = list(self._kept) + ([self._candidate] if self._candidate else [])
-        return [finding.summary(now) for finding in reversed(shown)]
+        return [finding.summary(now) for finding in reversed(shown)][:_KEEP]
 
     def jpeg(self, finding_id: int, size: str) -> bytes | None:
         """The finding's overlay as JPEG (`size` in SIZES), or None when it is no longer kept."""
