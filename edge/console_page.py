@@ -10,22 +10,25 @@ script only uses getElementById and plain property writes, so tests can run it i
 from __future__ import annotations
 
 import html
+import json
+
+from edge.segment import SKIPPED_PATH
 
 _POLL_MS = 500
 _CHART_S = 60            # the chart's time span
 
-PATH_MEANINGS = {
+PATH_MEANINGS = {  # the refine paths a frame record names (edge/refine, edge/segment.py)
     "light": "k-means colour clusters vetted by the evidence, then a short dense CRF",
     "full": "the full dense CRF at reduced resolution",
     "none": "the model's evidence thresholded, no refinement",
-    "skipped": "the model saw no corrosion, so no mask was made (the gate stayed shut)",
+    SKIPPED_PATH: "the model saw no corrosion, so no mask was made (the gate stayed shut)",
 }
 
 _STYLE = """
 *{box-sizing:border-box}
 body{margin:0;background:#111;color:#eee;font:15px/1.35 system-ui,sans-serif}
-header{position:sticky;top:0;z-index:2;display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px;padding:8px 12px;
- background:#1b1b1b;border-bottom:1px solid #333}
+header{position:sticky;top:0;z-index:2;display:flex;flex-wrap:wrap;align-items:center;
+ gap:8px 16px;padding:8px 12px;background:#1b1b1b;border-bottom:1px solid #333}
 h1{font-size:18px;margin:0;font-weight:600}
 h2{font-size:13px;margin:0 0 6px;color:#aaa;text-transform:uppercase;letter-spacing:.05em}
 #state{padding:3px 10px;border-radius:4px;font-weight:700;background:#444}
@@ -36,8 +39,8 @@ h2{font-size:13px;margin:0 0 6px;color:#aaa;text-transform:uppercase;letter-spac
 main{display:grid;grid-template-columns:minmax(0,1fr);gap:12px;padding:12px}
 @media (min-width:900px){main{grid-template-columns:minmax(0,3fr) minmax(300px,1fr)}}
 @media (min-width:1600px){main{grid-template-columns:minmax(0,3fr) 420px}}
-#v{display:block;width:100%;height:auto;max-height:max(240px,calc(100vh - 250px));object-fit:contain;
- background:#000;border-radius:4px}
+#v{display:block;width:100%;height:auto;max-height:max(240px,calc(100vh - 250px));
+ object-fit:contain;background:#000;border-radius:4px}
 #live.STALE #v,#live.DISCONNECTED #v{opacity:.35;filter:grayscale(1)}
 #live.STALE .n b,#live.DISCONNECTED .n b{color:#777}
 section.panel{background:#1b1b1b;border:1px solid #333;border-radius:6px;padding:10px}
@@ -233,7 +236,6 @@ def render_page(query: str, warning: str, stale_after_s: float, overlay) -> str:
     """The page. `query` is "" or "?token=..." already URL-encoded (so it is safe inside an
     HTML attribute and a JS string); `warning` is plain text ("" for none); `overlay` is the
     run's OverlayConfig, for the legend."""
-    import json
 
     numbers = "".join(f'<div class="n"><span>{label}</span><b id="{key}">-</b>'
                       f'<i>{unit}</i></div>' for key, label, unit in _NUMBERS)
