@@ -208,7 +208,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", str(len(jpeg)))
-        self.send_header("Cache-Control", "private, max-age=3600")  # a finding never changes
+        # Ids are frame indices, which a new run on the same address reuses: never cached.
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(jpeg)
 
