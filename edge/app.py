@@ -152,7 +152,7 @@ def _build_sinks(config: Config, request: RunRequest):
     already built (a listening http server) are closed by the caller's ExitStack."""
     loop = config.loop
     for uri in request.outputs:
-        yield open_output(uri, loop.target_fps, config.http, request.headless)
+        yield open_output(uri, loop.target_fps, config.http, request.headless, config.overlay)
     if request.log:
         yield JsonlLogSink(Path(request.log))
     if request.save_masks:

@@ -1,9 +1,10 @@
 """`http://HOST:PORT`: the inspector's live page, an MJPEG stream and live stats.
 
 Routes (nothing else is served, no files, no paths):
-    /             a small page showing the stream and the stats
+    /             the live console (edge/console_page.py): stream, numbers, chart, findings
     /stream.mjpg  multipart MJPEG of the overlay
-    /stats.json   the latest frame record plus run totals
+    /stats.json   the latest frame record, the HUD's rolling FPS and the recent findings
+    /finding.jpg  ?id=FRAME&size=thumb|full: one of the recent findings (edge/live_findings.py)
 Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`).
 
 The loop only hands over the newest overlay (`write` stores a reference and returns); one
@@ -19,7 +20,6 @@ finished or not; more are answered 503 and closed without a thread.
 from __future__ import annotations
 
 import hmac
-import html
 import ipaddress
 import json
 import os
@@ -32,7 +32,10 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import cv2
 
+from edge.config import OverlayConfig, load_config
+from edge.console_page import render_page
 from edge.errors import SinkError
+from edge.live_findings import SIZES, RecentFindings
 from edge.sinks import FrameSink, OutputFrame
 
 _BOUNDARY = "rustsegframe"
@@ -45,60 +48,6 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
 
 _EXPOSED_WARNING = ("this page is served on {host} with no access token: anyone on the "
                     "network can watch (set RUSTSEG_TOKEN or http.token)")
-
-# The page polls /stats.json: no new frame for _STALE_AFTER_S -> STALE, a failed poll ->
-# DISCONNECTED; when frames come again after either, the stream is requested anew (the
-# browser does not reopen an MJPEG stream that ended). No external resources.
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>RustSEG Edge live</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{margin:0;background:#111;color:#eee;font:14px sans-serif}}
-img{{display:block;max-width:100%;margin:auto}}#s{{padding:8px;font-family:monospace}}
-#w{{background:#a00;color:#fff;padding:8px;font-weight:bold}}
-#state{{padding:8px;font-weight:bold}}.LIVE{{color:#6d6}}
-.STALE{{background:#a60;color:#fff}}.DISCONNECTED{{background:#a00;color:#fff}}</style>
-</head><body>{warning}<div id="state" class="CONNECTING">CONNECTING</div>
-<img id="v" src="/stream.mjpg{query}" alt="live corrosion overlay">
-<div id="s">waiting for frames...</div>
-<script>
-const QUERY = '{query}', STALE_AFTER_S = {stale_after};
-let state = 'CONNECTING';
-function show(next, why) {{
-  const el = document.getElementById('state');
-  el.className = next;
-  el.textContent = next === 'LIVE' ? 'LIVE' : `${{next}}: ${{why}}`;
-  state = next;
-}}
-function reconnect() {{  // a fresh stream request; the parameter only defeats the cache
-  const sep = QUERY ? '&' : '?';
-  document.getElementById('v').src = `/stream.mjpg${{QUERY}}${{sep}}r=${{Date.now()}}`;
-}}
-async function poll() {{
-  try {{
-    const r = await fetch('/stats.json' + QUERY, {{cache: 'no-store'}});
-    if (!r.ok) throw new Error(`HTTP ${{r.status}}`);
-    const s = await r.json();
-    const f = s.frame || {{}};
-    const age = s.last_frame_age_s ?? 0;
-    if (s.frames > 0 && age <= STALE_AFTER_S) {{
-      if (state !== 'LIVE' && state !== 'CONNECTING') reconnect();
-      show('LIVE');
-    }} else if (s.frames > 0) {{
-      show('STALE', `no new frame for ${{age.toFixed(0)}} s`);
-    }}
-    document.getElementById('s').textContent =
-      `frame ${{f.index ?? '-'}}  fps ${{(s.fps ?? 0).toFixed(1)}}  corrosion score ` +
-      `${{(f.score ?? 0).toFixed(2)}}  area ${{(100 * (f.corroded_fraction ?? 0)).toFixed(1)}}%  ` +
-      `refine ${{f.path ?? '-'}}  drops ${{f.dropped ?? 0}}  viewers ${{s.viewers}}`;
-  }} catch (e) {{
-    show('DISCONNECTED', 'the run is not serving (stopped or lost); retrying');
-  }}
-  setTimeout(poll, 500);
-}}
-poll();
-</script></body></html>
-"""
-
 
 def is_loopback(host: str) -> bool:
     """True when `host` only accepts connections from this machine."""
@@ -214,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._plain(HTTPStatus.UNAUTHORIZED, "access token required\n")
             return
         route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream,
-                 "/stats.json": self._stats}.get(url.path)
+                 "/stats.json": self._stats, "/finding.jpg": self._finding}.get(url.path)
         if route is None:
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
             return
@@ -241,10 +190,28 @@ class _Handler(BaseHTTPRequestHandler):
         # urlencode percent-encodes every reserved character, so the result is also safe
         # inside the page's HTML attribute and JS string.
         query = "?" + urlencode({"token": token}) if token else ""
-        warning = f'<div id="w">WARNING: {html.escape(feed.exposed_warning)}</div>' \
-            if feed.exposed_warning else ""
-        page = _PAGE.format(query=query, warning=warning, stale_after=_STALE_AFTER_S)
+        page = render_page(query, feed.exposed_warning, _STALE_AFTER_S, feed.overlay)
         self._plain(HTTPStatus.OK, page, "text/html")
+
+    def _finding(self, url) -> None:
+        query = parse_qs(url.query)
+        size = query.get("size", ["thumb"])[0]
+        try:
+            finding_id = int(query.get("id", [""])[0])
+        except ValueError:
+            finding_id = None
+        jpeg = None if finding_id is None or size not in SIZES else \
+            self.server.feed.findings.jpeg(finding_id, size)
+        if jpeg is None:  # malformed, or no longer among the recent findings
+            self._plain(HTTPStatus.NOT_FOUND, "no such finding\n")
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(jpeg)))
+        # Ids are frame indices, which a new run on the same address reuses: never cached.
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(jpeg)
 
     def _stats(self, url) -> None:
         self._plain(HTTPStatus.OK, json.dumps(self.server.feed.stats()), "application/json")
@@ -278,15 +245,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 class HttpFeedSink(FrameSink):
     def __init__(self, host: str, port: int, token: str, jpeg_quality: int,
-                 max_clients: int) -> None:
+                 max_clients: int, overlay: OverlayConfig | None = None) -> None:
         self.token = token
+        self.overlay = overlay or load_config().overlay  # for the page's legend
+        self.findings = RecentFindings(jpeg_quality)
         self.closing = False
         self.viewer_slots = threading.BoundedSemaphore(max_clients)
         self.max_clients = max_clients
         self.latest = _LatestJpeg(jpeg_quality)
-        self._stats: dict = {"frame": None, "fps": 0.0, "frames": 0}
+        self._stats: dict = {"frame": None, "fps": None, "frames": 0}
         self._stats_lock = threading.Lock()
-        self._started = time.perf_counter()
         self._last_frame_at: float | None = None
         self.exposed_warning = "" if token or is_loopback(host) else \
             _EXPOSED_WARNING.format(host=host or "all addresses")
@@ -303,7 +271,7 @@ class HttpFeedSink(FrameSink):
         self.thread.start()
 
     @classmethod
-    def from_uri(cls, uri: str, settings) -> "HttpFeedSink":
+    def from_uri(cls, uri: str, settings, overlay: OverlayConfig | None = None) -> "HttpFeedSink":
         parsed = urlparse(uri)
         if parsed.path not in ("", "/") or parsed.query:
             raise SinkError(f"output {uri}: expected http://HOST:PORT with no path")
@@ -314,7 +282,7 @@ class HttpFeedSink(FrameSink):
         host = parsed.hostname or settings.host
         # An empty RUSTSEG_TOKEN= is unset, not "no token": it must not switch the config's off.
         token = os.environ.get("RUSTSEG_TOKEN") or settings.token
-        return cls(host, port, token, settings.jpeg_quality, settings.max_clients)
+        return cls(host, port, token, settings.jpeg_quality, settings.max_clients, overlay)
 
     def authorised(self, header: str, query: dict) -> bool:
         if not self.token:
@@ -331,16 +299,18 @@ class HttpFeedSink(FrameSink):
         with self._stats_lock:
             last = self._last_frame_at
             age = None if last is None else round(time.perf_counter() - last, 2)
-            return {**self._stats, "viewers": self.viewers(), "last_frame_age_s": age}
+            stats = {**self._stats, "viewers": self.viewers(), "last_frame_age_s": age}
+        return {**stats, "findings": self.findings.summaries()}
 
     def write(self, frame: OutputFrame) -> None:
         self.latest.offer(frame.overlay_bgr)
+        self.findings.offer(frame.record, frame.overlay_bgr)
         with self._stats_lock:
-            frames = self._stats["frames"] + 1
             self._last_frame_at = time.perf_counter()
-            elapsed = self._last_frame_at - self._started
-            self._stats = {"frame": frame.record, "frames": frames,
-                           "fps": frames / elapsed if elapsed > 0 else 0.0}
+            # The HUD's rolling FPS, which the loop puts in the record (not an average since
+            # start, which hides a slowdown and disagrees with the video).
+            self._stats = {"frame": frame.record, "frames": self._stats["frames"] + 1,
+                           "fps": frame.record.get("fps")}
 
     def close(self) -> None:
         if self.closing:

@@ -196,10 +196,11 @@ class Pipeline:
         for item in self._drain(2):
             frame, result, times = item.frame, item.result, item.times
             self._output_times.append(time.perf_counter())
+            hud = self._hud(result, times)
             with times.stage("draw"):
                 overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                       result.cam01, self._hud(result, times))
-            record = self._record(frame, result, times)
+                                       result.cam01, hud)
+            record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
             with times.stage("output"):
                 self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
                                             record, frame.image))

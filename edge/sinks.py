@@ -245,7 +245,8 @@ def _disk_full(path: Path) -> bool:
     return stats.f_bavail * stats.f_frsize < 1 << 20  # under 1 MB left
 
 
-def open_output(uri: str, fps: float, http_settings=None, headless: bool = False) -> FrameSink:
+def open_output(uri: str, fps: float, http_settings=None, headless: bool = False,
+                overlay=None) -> FrameSink:
     """The sink an --output URI names; SinkError (one line) for anything malformed."""
     uri = str(uri).strip()
     parsed = urlparse(uri)
@@ -258,7 +259,7 @@ def open_output(uri: str, fps: float, http_settings=None, headless: bool = False
         if scheme == "https":
             raise SinkError(f"output {uri}: https is not served; use http:// behind a TLS proxy")
         from edge.http_feed import HttpFeedSink
-        return HttpFeedSink.from_uri(uri, http_settings)
+        return HttpFeedSink.from_uri(uri, http_settings, overlay)
     if scheme:
         raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; expected display://0, "
                         "a .mp4/.avi file, a folder/ or http://HOST:PORT")
