@@ -25,7 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
-from edge.batch.work import INTERRUPTED, LOST, Job, process_input
+from edge import native_logs
+from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
 from edge.errors import MissingDependencyError
 
 OnDone = Callable[[dict], None]
@@ -40,10 +41,13 @@ def _init_pool_worker(stop_event) -> None:
     (through `stop_event`), so an idle worker must not die of it."""
     global _worker_stop
     _worker_stop = stop_event
+    native_logs.configure(verbose=False)  # TFLite's INFO lines would tear the progress bar
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _pool_task(job: Job) -> dict:
+    if _worker_stop.is_set():  # queued ahead before the stop; leave it for the re-run
+        return {"uri": job.item.uri, "record": job.record_dir, "status": PENDING}
     stop = threading.Event()
     finished = threading.Event()
 
@@ -111,7 +115,7 @@ def _hand_in(result: Callable[[], dict], job: Job, on_done: OnDone) -> None:
         outcome = result()
     except Exception as exc:  # cancelled (Ray) or died while stopping: the record is partial
         outcome = {**_lost(job, f"stopped before it reported ({type(exc).__name__})")}
-    if outcome["status"] == "done":
+    if outcome["status"] in (DONE, PENDING):
         on_done(outcome)
     else:
         on_done({**outcome, "status": INTERRUPTED})
@@ -169,6 +173,7 @@ def _local_model_path(payload: dict) -> str:
 
 
 def _ray_task(job: Job, payload: dict) -> dict:
+    native_logs.configure(verbose=False)
     config = job.config.replace({"model.path": _local_model_path(payload)})
     return process_input(Job(job.item, job.record_dir, config))
 

@@ -22,7 +22,7 @@ from edge.batch.engines import ENGINES
 from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
 from edge.batch.manifest import Manifest, file_sha256, fingerprint
-from edge.batch.work import DONE, SKIPPED, Job
+from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError
 
@@ -101,7 +101,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
             continue
         if record.exists():
             shutil.rmtree(record)  # our own earlier, stale or partial record of this input
-        outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": "pending"}
+        outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
         jobs.append(Job(item, str(record), worker_config))
 
     def finish(result: BatchResult) -> BatchResult:
@@ -119,7 +119,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
         outcomes[uri] = outcome
         manifest.update(uri, {"files": prints[uri], "model_card_sha256": card_sha,
                               "status": outcome["status"], "outcome": outcome})
-        finished = sum(o["status"] not in ("pending", SKIPPED) for o in outcomes.values())
+        finished = sum(o["status"] not in (PENDING, SKIPPED) for o in outcomes.values())
         bar.update(outcome.get("frames", 0))
         bar.set_postfix_str(f"inputs {finished}/{len(jobs)}")
         write_index(index_rows(list(outcomes.values()), out_dir, "report.html"), out_dir)

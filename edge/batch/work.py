@@ -8,6 +8,7 @@ frames in flight, closes the record properly and comes back as `interrupted`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from edge.config import Config
 from edge.errors import RustsegError
 
 DONE, FAILED, INTERRUPTED, LOST, SKIPPED = "done", "failed", "interrupted", "lost", "skipped"
+PENDING = "pending"  # not started (yet, or the batch was stopped before it started)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def record_input(job: Job, stop: threading.Event) -> str:
     request = RunRequest(job.item.uri, (str(record / "overlay.mp4"),),
                          str(record / "frames.jsonl"), str(record / "masks"), headless=True,
                          print_frames=False)
-    report = run_loop(job.config, request, stop)
+    # A worker's progress lines would tear the driver's progress bar: they go to the record.
+    with open(record / "worker.log", "w") as log, contextlib.redirect_stderr(log):
+        report = run_loop(job.config, request, stop)
     (record / "summary.json").write_text(json.dumps(report.summary(), indent=1))
     return report.stopped_by
 
