@@ -19,7 +19,12 @@ $(VENV)/.dev-installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $(VENV)/.edge-installed $@
 
-demo: $(VENV)/.edge-installed
+# The demo also writes the run's report, which needs matplotlib (the report extra).
+$(VENV)/.demo-installed: $(VENV)/.edge-installed
+	$(BIN)/python -m pip install --quiet -e '.[edge,report]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
 	$(BIN)/rustseg demo
 
 # pytest exits 5 when it collects nothing; that must fail CI, not pass silently.

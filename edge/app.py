@@ -19,11 +19,14 @@ from pathlib import Path
 from edge.config import Config, resolve_resource
 from edge.footage_guard import check_no_overwrite
 from edge.pipeline import LoopOptions, Pipeline, RunReport
+from edge.record import RecordLayout
+from edge.recorder import RunRecorder
 from edge.segment import Segmenter, build_segmenter
 from edge.sinks import JsonlLogSink, MaskFolderSink, open_output
 from edge.sources import open_source
 
 _EXIT_AT_ONCE = 130
+DEMO_RECORD = "demo_record"      # the demo's record folder, inside demo.out_dir
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class RunRequest:
     save_masks: str | None = None
     headless: bool = False
     print_frames: bool = True
+    record: str | None = None        # run record folder (edge/record.py)
+    replace_record: bool = False     # a folder holding an earlier record is emptied first
 
 
 @contextmanager
@@ -67,19 +72,52 @@ def stop_on_signals(stop: threading.Event):
 
 def run_loop(config: Config, request: RunRequest, stop: threading.Event | None = None,
              ) -> RunReport:
-    """Open everything, run the pipeline, close everything (in finally), return the report."""
-    stop = stop or threading.Event()
+    """Open everything, run the pipeline, close everything (in finally), return the report.
+    With a record, its summary.json is written once every output is closed, however it ended."""
     segmenter = build_segmenter(config)
+    recorder = RunRecorder(RecordLayout(Path(request.record)), config, request.source,
+                           request.replace_record) if request.record else None
+    report, failure = None, None
+    try:
+        report = _run_pipeline(config, request, segmenter, recorder, stop or threading.Event())
+        return report
+    except BaseException as exc:  # recorded in summary.json, then re-raised
+        failure = exc
+        raise
+    finally:
+        if recorder is not None and recorder.started_at is not None:
+            recorder.finish(report, failure)
+
+
+def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
+               stop: threading.Event | None = None, replace: bool = False,
+               print_frames: bool = False) -> dict:
+    """Record one run of `source_uri` into `record_dir` and return its summary.json.
+
+    For callers in Python (`rustseg batch` workers). Errors are raised as RustsegError (the
+    record's summary.json still says how the run ended)."""
+    request = RunRequest(source_uri, (), headless=True, print_frames=print_frames,
+                         record=str(record_dir), replace_record=replace)
+    run_loop(config, request, stop)
+    return RecordLayout(Path(record_dir)).read_summary()
+
+
+def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
+                  recorder: RunRecorder | None, stop: threading.Event) -> RunReport:
     loop = config.loop
     with ExitStack() as stack:
         # push, not enter_context: closed on the way out, but not started (nothing written)
         # until the overwrite check below has passed. Built before the source: fail fast.
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
+        if recorder is not None:
+            sinks += [stack.push(sink) for sink in recorder.sinks]
         print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
         check_no_overwrite(source.input_files(), sinks)  # before anything is written
+        if recorder is not None:
+            recorder.begin(source, segmenter)
         for sink in sinks:
             sink.start()
         for sink in sinks:
@@ -116,7 +154,8 @@ def _build_sinks(config: Config, request: RunRequest):
 
 
 def demo_request(config: Config) -> RunRequest:
+    """The demo records its run (replacing the previous demo's record) for `rustseg report`."""
     out = Path(config.demo.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return RunRequest(config.demo.source, (str(out / "demo.mp4"),), str(out / "demo.jsonl"),
-                      headless=True, print_frames=False)
+    return RunRequest(config.demo.source, (), headless=True, print_frames=False,
+                      record=str(out / DEMO_RECORD), replace_record=True)

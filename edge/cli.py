@@ -156,6 +156,9 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
         option(p, "--frames", "loop.frames", metavar="N")
         p.add_argument("--log", help="write one JSON line per frame to this file")
         p.add_argument("--save-masks", metavar="DIR", help="write one binary PNG mask per frame")
+        p.add_argument("--record", metavar="DIR", help="write the run record into this new or "
+                       "empty folder: overlay video, frames.jsonl, findings, run.json, "
+                       "summary.json (then: rustseg report DIR)")
         p.add_argument("--headless", action="store_true", help="never open a window")
         p.add_argument("--quiet", action="store_true", help="no per-frame line on stdout")
         if name == "run":
@@ -191,6 +194,11 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="inputs processed at once (default: one per core)")
+
+    p = command("report", "write the HTML report, findings.csv and findings.geojson of a run "
+                "record (needs the report extra: matplotlib)")
+    p.add_argument("record", metavar="DIR", help="a folder written by rustseg run --record DIR")
+    option(p, "--top", "record.report_top", metavar="N")
 
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
@@ -263,6 +271,7 @@ def _config_flag(argv: list[str]) -> str | None:
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     handler = {"train": _train, "distill": _distill, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
+               "report": _write_report,
                "bench": _bench, "batch": _batch, "config": _show_config}[args.command]
     return handler(args, config)
 
@@ -341,24 +350,23 @@ def _eval(args, config: Config) -> int:
 def _run(args, config: Config) -> int:
     from edge.app import RunRequest, run_loop
 
-    if not args.output and not args.log and not args.save_masks:
+    if not args.output and not args.log and not args.save_masks and not args.record:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, not args.quiet)
+                         args.headless, not args.quiet, args.record)
     return _report(run_loop(config, request))
 
 
 def _demo(args, config: Config) -> int:
     from edge.app import demo_request, run_loop
+    from edge.report import write_report
 
-    request = dataclasses.replace(demo_request(config), save_masks=args.save_masks,
-                                  print_frames=not args.quiet)
-    if args.log:
-        request = dataclasses.replace(request, log=args.log)
-    report = run_loop(config, request)
-    code = _report(report)
-    print(f"wrote {request.outputs[0]} and {request.log}")
+    request = dataclasses.replace(demo_request(config), log=args.log,
+                                  save_masks=args.save_masks, print_frames=not args.quiet)
+    code = _report(run_loop(config, request))
+    result = write_report(request.record, config.record.report_top)
+    print(f"wrote the run record {request.record}; report: {result.html}")
     return code
 
 
@@ -371,6 +379,15 @@ def _report(report) -> int:
         return _EXIT_OUTPUT_LOST
     if report.interrupted_by:
         return 128 + signal.Signals[report.interrupted_by]
+    return 0
+
+
+def _write_report(args, config: Config) -> int:
+    from edge.report import write_report
+
+    result = write_report(args.record, config.record.report_top)
+    print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
+          f"position; run ended: {result.summary['ended']})")
     return 0
 
 

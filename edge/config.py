@@ -234,9 +234,22 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    finding_min_area: float = spec("a frame is a finding only if at least this share of it is "
+                                   "marked corroded", range=(0.0, 1.0))
+    finding_gap_frames: int = spec("video and cameras: findings lie more than this many frames "
+                                   "apart; the largest corroded area in between wins",
+                                   range=(0, 10**6))
+    finding_gap_photos: int = spec("photo folders: the same gap counted in photos (0: every "
+                                   "photo above the floor is a finding)", range=(0, 10**6))
+    report_top: int = spec("findings shown in the report, largest corroded area first",
+                           range=(1, 1000))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     source: str = spec("source URI of `rustseg demo`")
-    out_dir: str = spec("folder the demo writes demo.mp4 and demo.jsonl to")
+    out_dir: str = spec("folder the demo writes its run record (demo_record/) into")
 
 
 @dataclass(frozen=True)
@@ -252,6 +265,7 @@ class Config:
     overlay: OverlayConfig
     http: HttpConfig
     data: DataConfig
+    record: RecordConfig
     demo: DemoConfig
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":

@@ -33,3 +33,11 @@ def check_no_overwrite(source_files: Iterable[tuple[Path, str | None]],
             if target is not None and _same_file(target, source_file):
                 raise ConfigError(f"output {target} would write over the source file "
                                   f"{source_file}; choose another output")
+            folder = sink.owned_folder()
+            if folder is not None and _inside(source_file, folder):
+                raise ConfigError(f"output folder {folder} holds the source file {source_file}"
+                                  "; choose a folder apart from the footage")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())

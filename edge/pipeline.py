@@ -202,7 +202,7 @@ class Pipeline:
             record = self._record(frame, result, times)
             with times.stage("output"):
                 self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
-                                            record))
+                                            record, frame.image))
             self._account(frame, result, times)
             if self.options.print_frames:
                 print(_frame_line(record), flush=True)

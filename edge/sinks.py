@@ -43,6 +43,7 @@ class OutputFrame:
     overlay_bgr: np.ndarray      # uint8 [H, W, 3] frame with mask, heatmap and HUD drawn
     mask: np.ndarray             # bool [H, W]
     record: dict = field(default_factory=dict)   # the JSON log record of this frame
+    frame_bgr: np.ndarray | None = None          # uint8 [H, W, 3] the frame as captured
 
 
 class FrameSink(ABC):
@@ -62,6 +63,11 @@ class FrameSink(ABC):
     def writes_to(self, frame_name: str | None) -> Path | None:
         """The file this sink writes for the frame named `frame_name` (None: a frame whose name
         is not known up front), or None when it writes no file."""
+        return None
+
+    def owned_folder(self) -> Path | None:
+        """A folder this sink writes files of its own choosing into (a run record), so no
+        source file may lie inside it; None for sinks that name each file via `writes_to`."""
         return None
 
     @abstractmethod
@@ -138,7 +144,7 @@ class ImageFolderSink(_FolderSink):
         super().__init__(folder, "output", str(folder))
 
     def write(self, frame: OutputFrame) -> None:
-        _imwrite(self.writes_to(frame.name), frame.overlay_bgr,
+        write_image(self.writes_to(frame.name), frame.overlay_bgr,
                  [cv2.IMWRITE_JPEG_QUALITY, _IMAGE_QUALITY])
 
 
@@ -151,7 +157,7 @@ class MaskFolderSink(_FolderSink):
         super().__init__(folder, "--save-masks", f"masks {folder}")
 
     def write(self, frame: OutputFrame) -> None:
-        _imwrite(self.writes_to(frame.name), frame.mask.astype(np.uint8) * 255, [])
+        write_image(self.writes_to(frame.name), frame.mask.astype(np.uint8) * 255, [])
 
 
 class JsonlLogSink(FrameSink):
@@ -220,7 +226,8 @@ def display_available() -> bool:
     return bool(match and match.group(1).upper() != "NONE")
 
 
-def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
+def write_image(path: Path, image: np.ndarray, params: list) -> None:
+    """Encode by `path`'s suffix and write; SinkError (one line) when that fails."""
     ok, encoded = cv2.imencode(path.suffix, image, params)
     if not ok:
         raise SinkError(f"output {path}: could not encode the image")

@@ -21,10 +21,11 @@ import pytest
 
 from edge.batch import BatchRequest, run_batch
 from edge.batch.inputs import expand_inputs
-from edge.batch.runner import RECORDS_DIR, plan_workers, record_complete
+from edge.batch.runner import RECORDS_DIR, plan_workers
 from edge.cli import main
 from edge.config import load_config
 from edge.errors import DataError
+from edge.record import RecordLayout
 from edge.synthetic import make_scene, write_clip_video
 
 _W, _H = 160, 120
@@ -55,13 +56,15 @@ def _by_uri(result) -> dict[str, dict]:
     return {Path(o["uri"]).name: o for o in result.outcomes}
 
 
-def _mask_digest(record: Path) -> tuple[int, str]:
-    """(frames logged, sha256 over every saved mask in frame order): what a record holds."""
-    lines = (record / "frames.jsonl").read_text().splitlines()
+def _record_digest(record: Path) -> tuple[int, list, str]:
+    """(frames logged, per-frame corroded area, sha256 over every finding's mask pixels)."""
+    layout = RecordLayout(record)
+    frames = layout.read_frames()
     digest = hashlib.sha256()
-    for mask in sorted((record / "masks").iterdir()):
+    for mask in sorted(layout.findings_dir.glob("*_mask.png")):
+        digest.update(mask.name.encode())
         digest.update(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).tobytes())
-    return len(lines), digest.hexdigest()
+    return len(frames), [f["corroded_fraction"] for f in frames], digest.hexdigest()
 
 
 def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, tmp_path):
@@ -74,11 +77,12 @@ def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, t
     assert not result.all_done
 
     for name, frames in (("flight_a.avi", 8), ("flight_b.avi", 6), ("stills", 3)):
-        record = Path(got[name]["record"])
-        assert record.parent == out / RECORDS_DIR and record_complete(record)
-        # The index figures agree with the masks the record holds, computed independently here.
-        fractions = [cv2.imread(str(m), cv2.IMREAD_GRAYSCALE).astype(bool).mean()
-                     for m in sorted((record / "masks").iterdir())]
+        layout = RecordLayout(Path(got[name]["record"]))
+        assert layout.root.parent == out / RECORDS_DIR and layout.is_complete()
+        assert layout.report_html.is_file() and layout.overlay_video.is_file()
+        # The index figures agree with the record's per-frame log, recomputed here.
+        lines = layout.frames_log.read_text().splitlines()
+        fractions = [json.loads(line)["corroded_fraction"] for line in lines]
         assert len(fractions) == frames == got[name]["frames"]
         assert got[name]["max_corroded_area"] == pytest.approx(max(fractions), abs=1e-4)
         assert got[name]["corroded_share"] == pytest.approx(
@@ -90,6 +94,7 @@ def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, t
         "flight_a.avi": ("done", 8), "flight_b.avi": ("done", 6), "stills": ("done", 3),
         "corrupt.avi": ("failed", 0)}
     assert "not a readable video" in rows["corrupt.avi"]["error"]
+    assert rows["flight_a.avi"]["report"].endswith("report.html") and not rows["corrupt.avi"]["report"]
     page = (out / "index.html").read_text()
     assert page.count("<tr class=") == 4 and "1 failed" in page
 
@@ -150,8 +155,8 @@ def test_interrupted_batch_resumes(archive, tmp_path):
     assert got["long.avi"]["status"] == "interrupted"
     assert 0 < got["long.avi"]["frames"] < 150
     long_record = Path(got["long.avi"]["record"])
-    assert not record_complete(long_record)  # marked partial, still readable
-    assert json.loads((long_record / "summary.json").read_text())["stopped_by"] == "stop request"
+    assert not RecordLayout(long_record).is_complete()  # marked partial, still readable
+    assert json.loads((long_record / "summary.json").read_text())["ended"] == "stop request"
     assert got["stills"]["status"] == "pending"
     done_log = Path(got["flight_b.avi"]["record"]) / "frames.jsonl"
     kept = done_log.stat().st_mtime_ns
@@ -175,7 +180,7 @@ def test_ray_engine_gives_the_same_records_as_local(archive, tmp_path):
     a, b = _by_uri(local), _by_uri(on_ray)
     assert {n: o["status"] for n, o in b.items()} == {n: o["status"] for n, o in a.items()}
     for name in ("flight_a.avi", "stills"):
-        assert _mask_digest(Path(b[name]["record"])) == _mask_digest(Path(a[name]["record"]))
+        assert _record_digest(Path(b[name]["record"])) == _record_digest(Path(a[name]["record"]))
     assert b["corrupt.avi"]["error"] == a["corrupt.avi"]["error"]
 
 

@@ -13,15 +13,16 @@ import io
 import os
 from pathlib import Path
 
+from edge.record import RecordLayout
+
 COLUMNS = ("input", "status", "frames", "corroded_share", "max_corroded_area", "wall_s",
            "error", "report")
 
 
-def index_rows(outcomes: list[dict], out_dir: Path, report_name: str) -> list[dict]:
+def index_rows(outcomes: list[dict], out_dir: Path) -> list[dict]:
     rows = []
     for o in outcomes:
-        record = Path(o["record"])
-        report = record / report_name
+        report = RecordLayout(Path(o["record"])).report_html
         rows.append({"input": o["uri"], "status": o["status"], "frames": o.get("frames", 0),
                      "corroded_share": o.get("corroded_share", 0.0),
                      "max_corroded_area": o.get("max_corroded_area", 0.0),

@@ -9,7 +9,7 @@ Ctrl-C -> interrupted (the CLI returns 130). See README "Batch processing".
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ from edge.batch.inputs import BatchInput, expand_inputs
 from edge.batch.manifest import Manifest, file_sha256, fingerprint
 from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
-from edge.errors import ConfigError
+from edge.errors import ConfigError, MissingDependencyError
+from edge.record import RecordLayout
 
 EXIT_SOME_FAILED = 6
 RECORDS_DIR = "records"
@@ -60,15 +61,6 @@ class BatchResult:
             f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def record_complete(record: Path) -> bool:
-    """A record whose run reached the end of its source."""
-    try:
-        summary = json.loads((record / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return summary.get("stopped_by") == "end of source"
-
-
 def plan_workers(engine: str, workers: int | None, cores: int) -> tuple[int, int]:
     """(workers, TFLite threads per worker) so that workers x threads fits the cores."""
     if workers is not None and workers < 1:
@@ -81,6 +73,9 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     if request.engine not in ENGINES:
         raise ConfigError(f"rustseg batch --engine: {request.engine!r}; expected one of "
                           f"{', '.join(ENGINES)}")
+    if importlib.util.find_spec("matplotlib") is None:  # every record gets its report
+        raise MissingDependencyError("rustseg batch writes each record's report, which needs "
+                                     "matplotlib: pip install 'rustseg-edge[report]'")
     items = expand_inputs(list(request.inputs))
     out_dir = Path(request.out_dir)
     (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -96,17 +91,19 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     for item in items:
         record = out_dir / RECORDS_DIR / item.record_name
         prints[item.uri] = fingerprint(item)
-        if manifest.is_current(item.uri, prints[item.uri], card_sha, record_complete(record)):
+        complete = RecordLayout(record).is_complete()
+        if manifest.is_current(item.uri, prints[item.uri], card_sha, complete):
             outcomes[item.uri] = {**manifest.entries[item.uri]["outcome"], "status": SKIPPED}
             continue
         if record.exists():
             shutil.rmtree(record)  # our own earlier, stale or partial record of this input
+        record.with_name(record.name + ".log").unlink(missing_ok=True)
         outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
         jobs.append(Job(item, str(record), worker_config))
 
     def finish(result: BatchResult) -> BatchResult:
         result.outcomes = list(outcomes.values())
-        write_index(index_rows(result.outcomes, out_dir, "report.html"), out_dir)
+        write_index(index_rows(result.outcomes, out_dir), out_dir)
         return result
 
     bar = tqdm(total=sum(_frames_expected(job.item) for job in jobs), unit="frame",
@@ -122,7 +119,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
         finished = sum(o["status"] not in (PENDING, SKIPPED) for o in outcomes.values())
         bar.update(outcome.get("frames", 0))
         bar.set_postfix_str(f"inputs {finished}/{len(jobs)}")
-        write_index(index_rows(list(outcomes.values()), out_dir, "report.html"), out_dir)
+        write_index(index_rows(list(outcomes.values()), out_dir), out_dir)
 
     try:
         ENGINES[request.engine](jobs, workers, threads, on_done, request.address)

@@ -9,7 +9,6 @@ frames in flight, closes the record properly and comes back as `interrupted`.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.config import Config
-from edge.errors import RustsegError
+from edge.errors import DataError, RustsegError
+from edge.record import NORMAL_ENDS, RecordLayout, flight_stats
 
 DONE, FAILED, INTERRUPTED, LOST, SKIPPED = "done", "failed", "interrupted", "lost", "skipped"
 PENDING = "pending"  # not started (yet, or the batch was stopped before it started)
@@ -37,7 +37,7 @@ def process_input(job: Job, stop: threading.Event | None = None) -> dict:
     outcome = {"uri": job.item.uri, "record": job.record_dir, "status": DONE, "error": None}
     try:
         ended_by = record_input(job, stop)
-        if ended_by != "end of source":
+        if ended_by not in NORMAL_ENDS:
             outcome["status"] = INTERRUPTED
             outcome["error"] = f"stopped by {ended_by}"
     except RustsegError as exc:
@@ -52,34 +52,31 @@ def process_input(job: Job, stop: threading.Event | None = None) -> dict:
 
 
 def record_input(job: Job, stop: threading.Event) -> str:
-    """Write the run record of one input; returns what ended it ("end of source", a signal)."""
-    from edge.app import RunRequest, run_loop
+    """Write the run record of one input and its report; returns how the run ended
+    (`edge.record` ENDED_*)."""
+    from edge.app import record_run
+    from edge.report import write_report
 
     record = Path(job.record_dir)
     record.mkdir(parents=True, exist_ok=True)
-    request = RunRequest(job.item.uri, (str(record / "overlay.mp4"),),
-                         str(record / "frames.jsonl"), str(record / "masks"), headless=True,
-                         print_frames=False)
-    # A worker's progress lines would tear the driver's progress bar: they go to the record.
-    with open(record / "worker.log", "w") as log, contextlib.redirect_stderr(log):
-        report = run_loop(job.config, request, stop)
-    (record / "summary.json").write_text(json.dumps(report.summary(), indent=1))
-    return report.stopped_by
+    # A worker's progress lines would tear the driver's progress bar: they go to a log file
+    # beside the record (not inside it: the record folder holds only the record's layout).
+    log_path = record.with_name(record.name + ".log")
+    with open(log_path, "w") as log, contextlib.redirect_stderr(log):
+        summary = record_run(job.item.uri, record, job.config, stop, replace=True)
+    if summary and summary.get("complete"):
+        write_report(record, job.config.record.report_top)
+    return summary["ended"] if summary else "error"
 
 
 def frame_figures(record: Path) -> dict:
-    """frames, share of frames with corrosion, max corroded area, read from frames.jsonl."""
-    fractions = []
+    """frames, share of frames with corrosion, max corroded area: the record's own flight
+    statistics (edge.record.flight_stats), so the index and the report always agree."""
+    layout = RecordLayout(record)
     try:
-        with open(record / "frames.jsonl") as log:
-            for line in log:
-                try:
-                    fractions.append(float(json.loads(line)["corroded_fraction"]))
-                except (ValueError, KeyError):
-                    break  # a line cut short by a crash ends the usable log
-    except FileNotFoundError:
-        pass
-    corroded = [f for f in fractions if f > 0]
-    return {"frames": len(fractions),
-            "corroded_share": round(len(corroded) / len(fractions), 5) if fractions else 0.0,
-            "max_corroded_area": round(max(fractions), 5) if fractions else 0.0}
+        flight = flight_stats(layout.read_frames())
+    except DataError:  # no frames.jsonl: the input failed before its first frame
+        flight = flight_stats([])
+    return {"frames": flight["frames"],
+            "corroded_share": round(flight["share_with_corrosion"], 5),
+            "max_corroded_area": round(flight["max_corroded_fraction"], 5)}
