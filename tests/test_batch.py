@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -208,3 +209,11 @@ def test_list_file_and_glob_expand(archive, tmp_path):
         ("flight_a.avi", "video", 1), ("stills", "stills", 3), ("corrupt.avi", "video", 1),
         ("flight_b.avi", "video", 1)]
     assert len({i.record_name for i in items}) == 4
+
+
+def test_ray_engine_without_ray_names_the_extra(archive, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where it is absent
+    code = main(["batch", str(archive["flight_b"]), "--out", str(tmp_path / "out"),
+                 "--engine", "ray"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "pip install 'rustseg-edge[cluster]'" in err[0]

@@ -27,9 +27,15 @@ from typing import Callable
 
 from edge import native_logs
 from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
-from edge.errors import MissingDependencyError
+from edge.errors import MissingDependencyError, RustsegError
 
 OnDone = Callable[[dict], None]
+
+
+class EngineError(RustsegError):
+    """The engine itself could not start (Ray could not start or reach the cluster)."""
+
+
 _STOP_POLL_S = 0.2
 _MAX_POOL_RESTARTS = 3
 
@@ -187,8 +193,13 @@ def run_ray(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
         return
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": workers * threads}))
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({} if address else {"num_cpus": workers * threads}))
+        except Exception as exc:  # Ray raises a bare Exception on a startup timeout
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EngineError(f"rustseg batch --engine ray: Ray did not start on "
+                              f"{address or 'this machine'}: {first_line}") from None
     try:
         task = ray.remote(num_cpus=threads, max_retries=0)(_ray_task)
         payload = ray.put(_model_payload(jobs[0]))
@@ -218,3 +229,9 @@ def run_ray(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
 
 
 ENGINES: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
+# What an engine needs installed, checked before any work starts (fail fast, one line).
+REQUIREMENTS: dict[str, Callable[[], object]] = {"ray": _import_ray}
+
+
+def check_engine(name: str) -> None:
+    REQUIREMENTS.get(name, lambda: None)()

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from edge.batch.engines import ENGINES
+from edge.batch.engines import ENGINES, check_engine
 from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
 from edge.batch.manifest import Manifest, file_sha256, fingerprint
@@ -73,6 +73,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     if request.engine not in ENGINES:
         raise ConfigError(f"rustseg batch --engine: {request.engine!r}; expected one of "
                           f"{', '.join(ENGINES)}")
+    check_engine(request.engine)
     if importlib.util.find_spec("matplotlib") is None:  # every record gets its report
         raise MissingDependencyError("rustseg batch writes each record's report, which needs "
                                      "matplotlib: pip install 'rustseg-edge[report]'")
