@@ -86,7 +86,12 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         raise
     finally:
         if recorder is not None and recorder.started_at is not None:
-            recorder.finish(report, failure)
+            try:
+                recorder.finish(report, failure)
+            except OSError:
+                if failure is None:
+                    raise  # the summary could not be written: not a success
+                # else the run's own failure is the one to report
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
@@ -94,8 +99,9 @@ def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
                print_frames: bool = False) -> dict:
     """Record one run of `source_uri` into `record_dir` and return its summary.json.
 
-    For callers in Python (`rustseg batch` workers). Errors are raised as RustsegError (the
-    record's summary.json still says how the run ended)."""
+    For callers in Python (`rustseg batch` workers); errors are raised as by `run_loop`. Once
+    the source is open, summary.json says how the run ended whatever happens; a source that
+    cannot be opened leaves the folder without run.json (RecordLayout.is_record() is False)."""
     request = RunRequest(source_uri, (), headless=True, print_frames=print_frames,
                          record=str(record_dir), replace_record=replace)
     run_loop(config, request, stop)

@@ -156,9 +156,6 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
         option(p, "--frames", "loop.frames", metavar="N")
         p.add_argument("--log", help="write one JSON line per frame to this file")
         p.add_argument("--save-masks", metavar="DIR", help="write one binary PNG mask per frame")
-        p.add_argument("--record", metavar="DIR", help="write the run record into this new or "
-                       "empty folder: overlay video, frames.jsonl, findings, run.json, "
-                       "summary.json (then: rustseg report DIR)")
         p.add_argument("--headless", action="store_true", help="never open a window")
         p.add_argument("--quiet", action="store_true", help="no per-frame line on stdout")
         if name == "run":
@@ -167,6 +164,9 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
             p.add_argument("--output", action="append", default=[], metavar="URI",
                            help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+            p.add_argument("--record", metavar="DIR", help="write the run record into this new "
+                           "or empty folder: overlay video, frames.jsonl, findings, run.json, "
+                           "summary.json (then: rustseg report DIR)")
             option(p, "--loop", "loop.loop_video", metavar="true|false")
         else:
             option(p, "--source", "demo.source", metavar="URI")

@@ -8,6 +8,8 @@ SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +22,7 @@ from edge.config import Config
 from edge.errors import ConfigError, RustsegError
 from edge.findings import FindingRule, FindingSink
 from edge.record import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
-                         ENDED_RUNNING, ENDED_SOURCE, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
+                         ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
                          flight_stats)
 from edge.sinks import FrameSink, JsonlLogSink, VideoFileSink
 from edge.writable import make_folder
@@ -35,18 +37,20 @@ class RunRecorder:
 
     def __init__(self, layout: RecordLayout, config: Config, source_uri: str,
                  replace: bool = False) -> None:
-        _prepare_folder(layout, replace)
+        _check_folder(layout, replace)
         self.layout, self.config, self.source_uri = layout, config, source_uri
-        gap_rule = config.record
-        self.findings = FindingSink(layout, FindingRule(gap_rule.finding_min_area,
-                                                        gap_rule.finding_gap_frames))
+        self.findings = FindingSink(layout, FindingRule(config.record.finding_min_area,
+                                                        config.record.finding_gap_frames))
         self.sinks: list[FrameSink] = [VideoFileSink(layout.overlay_video, config.loop.target_fps),
                                        JsonlLogSink(layout.frames_log), self.findings]
         self.started_at: float | None = None
         self._run: dict = {}
 
     def begin(self, source, segmenter) -> None:
-        """Write run.json and reserve summary.json; tell the findings where photos are."""
+        """Write run.json and reserve summary.json; tell the findings where photos are.
+        Called after the overwrite check, so an old record is only cleared then."""
+        if self.layout.is_record():
+            _clear_old_record(self.layout)
         files = dict((name, path) for path, name in source.input_files() if name is not None)
         if files:  # a photo folder: each photo its own view, and perhaps geotagged
             from edge.positions import read_position
@@ -62,7 +66,7 @@ class RunRecorder:
                      "model": _model_facts(segmenter.model), "versions": _versions(segmenter),
                      "finding_rule": {"min_area": self.findings.rule.min_area,
                                       "gap": self.findings.rule.gap},
-                     "config": json.loads(json.dumps(_asdict(self.config)))}
+                     "config": dataclasses.asdict(self.config)}
         _write_json(self.layout.run_json, self._run)
         with open(self.layout.summary_json, "wb") as file:
             file.write(_padded({"format": RECORD_FORMAT, "ended": ENDED_RUNNING,
@@ -93,29 +97,32 @@ class RunRecorder:
         return summary
 
 
-def _prepare_folder(layout: RecordLayout, replace: bool) -> None:
+def _check_folder(layout: RecordLayout, replace: bool) -> None:
     """The record gets a folder of its own: a new or empty one, or (replace) an old record."""
     root = layout.root
     try:
         make_folder(root)
     except OSError as exc:
         raise ConfigError(f"--record {root}: cannot create the folder ({exc.strerror})") from None
-    if not any(root.iterdir()):
-        return
-    if not (replace and layout.is_record()):
+    if any(root.iterdir()) and not (replace and layout.is_record()):
         raise ConfigError(f"--record {root}: the folder is not empty; a record gets a new or "
                           "empty folder (nothing already there is written over)")
+
+
+def _clear_old_record(layout: RecordLayout) -> None:
+    """Remove the files an earlier record in this folder has (nothing else is touched)."""
     for path in (layout.findings_dir, layout.report_files):
         shutil.rmtree(path, ignore_errors=True)
     for path in (layout.overlay_video, layout.frames_log, layout.run_json, layout.summary_json,
                  layout.report_html, layout.findings_csv, layout.findings_geojson):
         path.unlink(missing_ok=True)
+    make_folder(layout.findings_dir)
 
 
 def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
     if failure is not None:
         if isinstance(failure, KeyboardInterrupt):
-            return "SIGINT"
+            return ENDED_SIGINT
         return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_ERROR
     if report.interrupted_by:
         return report.interrupted_by
@@ -123,7 +130,7 @@ def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
         return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_OUTPUT_LOST
     if report.stopped_by.startswith("--frames"):
         return ENDED_FRAME_LIMIT
-    return ENDED_SOURCE if report.stopped_by == ENDED_SOURCE else report.stopped_by
+    return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
 
 
 def _disk_is_full(root: Path) -> bool:
@@ -135,9 +142,11 @@ def _disk_is_full(root: Path) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and not isinstance(exc, RustsegError) \
-        else (text[0] if text else type(exc).__name__)
+    """The error as the CLI would show it: our own errors are already one readable line."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(exc, RustsegError) and first else \
+        f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _model_facts(model) -> dict:
@@ -162,16 +171,10 @@ def _versions(segmenter) -> dict:
 
 
 def _sha256_file(path: Path) -> str | None:
-    import hashlib
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def _asdict(config: Config) -> dict:
-    import dataclasses
-    return dataclasses.asdict(config)
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edge.errors import DataError, MissingDependencyError
 from edge.profiler import summarize
@@ -25,6 +28,7 @@ _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
                 "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
                 "source_file")
 _PLOT_DPI = 110
+_METRES_PER_DEGREE = 111_320.0   # along a meridian / the equator (spherical Earth)
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,19 @@ def write_report(record_dir: str | Path, top: int = 12) -> ReportResult:
         raise DataError(f"rustseg report {layout.root}: not a run record (no run.json); make "
                         "one with rustseg run --record DIR")
     plt = _pyplot()
+    try:
+        return _write_report(layout, plt, top)
+    except OSError as exc:  # a full disk, a read-only record: name the record, not a plot file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(layout.root)) from None
+
+
+def _write_report(layout: RecordLayout, plt, top: int) -> ReportResult:
     run, frames, findings = layout.read_run(), layout.read_frames(), layout.read_findings()
     summary, wrote_summary = _summary(layout, frames, findings)
     start = min((f["captured_at"] for f in frames), default=run.get("started_at", 0.0))
     layout.report_files.mkdir(exist_ok=True)
-    plots = {"timeline": _plot_timeline(plt, frames, start, layout.report_files)}
+    photos = run.get("source_kind") == "photos"
+    plots = {"timeline": _plot_timeline(plt, frames, start, layout.report_files, photos)}
     located = [f for f in findings if f.get("position")]
     if located:
         plots["positions"] = _plot_positions(plt, located, layout.report_files)
@@ -98,20 +110,24 @@ def stage_table(frames: list[dict]) -> dict[str, dict]:
 
 # --- files beside the report -----------------------------------------------------------------
 
-def _plot_timeline(plt, frames: list[dict], start: float, folder: Path) -> Path:
-    t = [f["captured_at"] - start for f in frames]
+def _plot_timeline(plt, frames: list[dict], start: float, folder: Path, photos: bool) -> Path:
+    """Over time for video and cameras; over the photo sequence for photo folders (their
+    read time says nothing about the flight)."""
+    t = [f["index"] for f in frames] if photos else [f["captured_at"] - start for f in frames]
     figure, area_axis = plt.subplots(figsize=(9, 3.2))
     area_axis.plot(t, [100 * f["corroded_fraction"] for f in frames], color="#d9480f",
+                   marker="o" if photos else None, markersize=3,
                    label="corroded area (% of frame)")
-    area_axis.set_xlabel("time since first frame (s)")
+    area_axis.set_xlabel("photo (in name order)" if photos else "time since first frame (s)")
     area_axis.set_ylabel("corroded area (%)")
     score_axis = area_axis.twinx()
     score_axis.plot(t, [f["score"] for f in frames], color="#1864ab", alpha=0.7,
+                    marker="o" if photos else None, markersize=3,
                     label="corrosion score")
     score_axis.set_ylim(0, 1.02)
     score_axis.set_ylabel("score (0..1)")
-    figure.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
+    figure.legend(loc="upper center", ncol=2, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     path = folder / "timeline.png"
     figure.savefig(path, dpi=_PLOT_DPI)
     plt.close(figure)
@@ -119,16 +135,25 @@ def _plot_timeline(plt, frames: list[dict], start: float, folder: Path) -> Path:
 
 
 def _plot_positions(plt, located: list[dict], folder: Path) -> Path:
-    lon = [f["position"]["lon"] for f in located]
-    lat = [f["position"]["lat"] for f in located]
-    area = [100 * f["corroded_fraction"] for f in located]
-    figure, axis = plt.subplots(figsize=(6, 5))
-    points = axis.scatter(lon, lat, c=area, cmap="YlOrRd", edgecolors="black", s=45)
+    """Findings on local east/north metres from the south-west corner (degrees of longitude
+    shrink with latitude, so raw degrees would distort the layout and crowd the ticks)."""
+    lat = np.array([f["position"]["lat"] for f in located])
+    lon = np.array([f["position"]["lon"] for f in located])
+    lat0, lon0 = float(lat.min()), float(lon.min())
+    east_m = (lon - lon0) * _METRES_PER_DEGREE * math.cos(math.radians(lat0))
+    north_m = (lat - lat0) * _METRES_PER_DEGREE
+    figure, axis = plt.subplots(figsize=(6.5, 5))
+    points = axis.scatter(east_m, north_m, c=[100 * f["corroded_fraction"] for f in located],
+                          cmap="YlOrRd", edgecolors="black", s=45)
+    for x, y, f in zip(east_m, north_m, located):
+        axis.annotate(_file_name(f), (x, y), xytext=(4, 3), textcoords="offset points",
+                      fontsize=7)
     figure.colorbar(points, ax=axis, label="corroded area (%)")
-    axis.set_xlabel("longitude (deg)")
-    axis.set_ylabel("latitude (deg)")
-    axis.set_title("findings by position (no map: offline)")
-    axis.ticklabel_format(useOffset=False)
+    axis.set_aspect("equal", adjustable="datalim")
+    axis.set_xlabel("east (m)")
+    axis.set_ylabel("north (m)")
+    axis.set_title(f"findings by position from {lat0:.6f}, {lon0:.6f} (no map: offline)",
+                   fontsize=9)
     figure.tight_layout()
     path = folder / "positions.png"
     figure.savefig(path, dpi=_PLOT_DPI)
@@ -183,7 +208,8 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("started_at", start)))
     rows = [("source", run.get("source")), ("started", when),
             ("ended", ended + ("" if summary.get("complete") else "  (record not complete)")),
-            ("duration", f"{flight['duration_s']:.1f} s"), ("frames", flight["frames"]),
+            ("processing time" if run.get("source_kind") == "photos" else "duration",
+             f"{flight['duration_s']:.1f} s"), ("frames", flight["frames"]),
             ("frames with corrosion", f"{flight['frames_with_corrosion']} "
                                       f"({100 * flight['share_with_corrosion']:.1f} %)"),
             ("max corroded area", f"{100 * flight['max_corroded_fraction']:.2f} % of frame"),

@@ -234,7 +234,7 @@ def write_image(path: Path, image: np.ndarray, params: list) -> None:
     try:
         encoded.tofile(str(path))
     except OSError as exc:
-        raise SinkError(f"output {path}: write failed ({exc.strerror})") from None
+        raise SinkError(f"output {path}: write failed ({exc.strerror or exc})") from None
 
 
 def _disk_full(path: Path) -> bool:
