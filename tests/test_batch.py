@@ -179,6 +179,7 @@ def test_ray_engine_gives_the_same_records_as_local(archive, tmp_path):
     finally:
         ray.shutdown()
     a, b = _by_uri(local), _by_uri(on_ray)
+    assert list(RecordLayout(Path(a["flight_a.avi"]["record"])).findings_dir.glob("*_mask.png"))
     assert {n: o["status"] for n, o in b.items()} == {n: o["status"] for n, o in a.items()}
     for name in ("flight_a.avi", "stills"):
         assert _record_digest(Path(b[name]["record"])) == _record_digest(Path(a[name]["record"]))
@@ -217,3 +218,21 @@ def test_ray_engine_without_ray_names_the_extra(archive, tmp_path, monkeypatch, 
                  "--engine", "ray"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'rustseg-edge[cluster]'" in err[0]
+
+
+def test_frame_watcher_counts_whole_lines_as_a_record_grows(tmp_path):
+    from edge.batch.progress import FrameWatcher
+
+    record = tmp_path / "rec"
+    counted = []
+    watcher = FrameWatcher([str(record)], counted.append)
+    log = RecordLayout(record).frames_log
+    record.mkdir()
+    assert watcher._poll(str(record), log) == 0  # nothing written yet
+    log.write_bytes(b'{"a":1}\n{"a":2}\n{"a"')  # the third line is still being written
+    assert watcher._poll(str(record), log) == 2
+    with open(log, "ab") as file:
+        file.write(b':3}\n')
+    assert watcher._poll(str(record), log) == 1
+    watcher.finished(str(record), 5)  # the input ended with 5: the 2 not yet seen are added
+    assert counted == [2] and watcher.counted[str(record)] == 5

@@ -2,7 +2,8 @@
 
 Modules, one job each: `inputs` (what an INPUT names), `manifest` (fingerprints and the resume
 rule), `work` (the one function that processes one input; both engines call it), `engines`
-(local process pool, Ray), `index` (index.csv / index.html), `runner` (the recipe).
+(local process pool, Ray), `index` (index.csv / index.html), `progress` (frames
+done, for the bar), `runner` (the recipe).
 """
 
 from edge.batch.runner import BatchRequest, BatchResult, run_batch

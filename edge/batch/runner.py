@@ -21,6 +21,7 @@ from tqdm import tqdm
 from edge.batch.engines import ENGINES, check_engine
 from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
+from edge.batch.progress import FrameWatcher
 from edge.batch.manifest import Manifest, file_sha256, fingerprint
 from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
@@ -118,12 +119,14 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
         manifest.update(uri, {"files": prints[uri], "model_card_sha256": card_sha,
                               "status": outcome["status"], "outcome": outcome})
         finished = sum(o["status"] not in (PENDING, SKIPPED) for o in outcomes.values())
-        bar.update(outcome.get("frames", 0))
+        watcher.finished(outcome["record"], outcome.get("frames", 0))
         bar.set_postfix_str(f"inputs {finished}/{len(jobs)}")
         write_index(index_rows(list(outcomes.values()), out_dir), out_dir)
 
+    watcher = FrameWatcher([job.record_dir for job in jobs], bar.update)
     try:
-        ENGINES[request.engine](jobs, workers, threads, on_done, request.address)
+        with watcher:
+            ENGINES[request.engine](jobs, workers, threads, on_done, request.address)
     except KeyboardInterrupt:
         return finish(BatchResult(interrupted=True))
     finally:
