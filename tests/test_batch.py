@@ -236,3 +236,34 @@ def test_frame_watcher_counts_whole_lines_as_a_record_grows(tmp_path):
     assert watcher._poll(str(record), log) == 1
     watcher.finished(str(record), 5)  # the input ended with 5: the 2 not yet seen are added
     assert counted == [2] and watcher.counted[str(record)] == 5
+
+
+def test_a_lost_worker_marks_its_input_and_the_batch_goes_on(archive, tmp_path):
+    import multiprocessing
+
+    long_flight = write_clip_video(tmp_path / "archive" / "long.avi", _W, _H, 150, seed=3)
+    inputs = [archive["flight_b"], long_flight, archive["stills"]]
+    out = tmp_path / "out"
+
+    def kill_the_worker_mid_flight() -> None:  # what the OOM killer does to a pool process
+        deadline = time.monotonic() + 120
+        log = None
+        while time.monotonic() < deadline and log is None:
+            log = next((p for p in (out / RECORDS_DIR).glob("long.avi-*/frames.jsonl")
+                        if p.stat().st_size > 0), None)
+            time.sleep(0.05)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_the_worker_mid_flight, daemon=True).start()
+    result = _batch(inputs, out, workers=1)
+    got = _by_uri(result)
+    assert not result.interrupted and not result.all_done
+    assert {n: o["status"] for n, o in got.items()} == {
+        "flight_b.avi": "done", "long.avi": "lost", "stills": "done"}
+    assert 0 < got["long.avi"]["frames"] < 150
+    assert not RecordLayout(Path(got["long.avi"]["record"])).is_complete()
+
+    again = _by_uri(_batch(inputs, out, workers=1))
+    assert {n: o["status"] for n, o in again.items()} == {
+        "flight_b.avi": "skipped", "long.avi": "done", "stills": "skipped"}
