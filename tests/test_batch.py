@@ -267,3 +267,25 @@ def test_a_lost_worker_marks_its_input_and_the_batch_goes_on(archive, tmp_path):
     again = _by_uri(_batch(inputs, out, workers=1))
     assert {n: o["status"] for n, o in again.items()} == {
         "flight_b.avi": "skipped", "long.avi": "done", "stills": "skipped"}
+
+
+def test_ray_tasks_take_the_model_from_the_object_store_where_the_path_is_missing(
+        tmp_path, monkeypatch):
+    from edge.batch.engines import _local_model_path, _model_payload
+    from edge.batch.inputs import BatchInput
+    from edge.batch.work import Job
+
+    config = load_config()
+    payload = _model_payload(Job(BatchInput("x", "video", ()), str(tmp_path), config))
+    assert _local_model_path(payload) == payload["path"]  # same bytes on this node: used as is
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # a node without the shared path
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    moved = {**payload, "path": str(tmp_path / "elsewhere" / payload["name"])}
+    copy = Path(_local_model_path(moved))
+    assert copy.parent == tmp_path / "rustseg-models" / payload["sha256"]
+    assert copy.read_bytes() == payload["tflite"]
+    assert copy.with_suffix(".json").read_bytes() == payload["card"]
+    from edge.segment import build_segmenter  # the copy loads (its card's sha256 checks out)
+    build_segmenter(config.replace({"model.path": str(copy)}))
