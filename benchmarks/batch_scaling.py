@@ -16,7 +16,6 @@ disturbed and must be re-run on a quiet one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -102,7 +101,8 @@ def main() -> None:
               "per_core_frames_per_s": round(best_two / cores, 1)}
     lines = [f"# batch scaling ({args.clips} clips x {args.frames} frames, "
              f"{args.width}x{args.height}; {machine()['cpu']}, {cores} cores)", "",
-             "| engine | workers | frames | wall s | frames/s | fixed s per input | load before/after |",
+             "| engine | workers | frames | wall s | frames/s | fixed s per input "
+             "| load before/after |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:

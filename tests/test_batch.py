@@ -95,7 +95,8 @@ def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, t
         "flight_a.avi": ("done", 8), "flight_b.avi": ("done", 6), "stills": ("done", 3),
         "corrupt.avi": ("failed", 0)}
     assert "not a readable video" in rows["corrupt.avi"]["error"]
-    assert rows["flight_a.avi"]["report"].endswith("report.html") and not rows["corrupt.avi"]["report"]
+    assert rows["flight_a.avi"]["report"].endswith("report.html")
+    assert (out / rows["flight_a.avi"]["report"]).is_file() and not rows["corrupt.avi"]["report"]
     page = (out / "index.html").read_text()
     assert page.count("<tr class=") == 4 and "1 failed" in page
 
@@ -198,8 +199,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     listing.write_text("# archive\n\n")
     with pytest.raises(DataError, match="lists no inputs"):
         expand_inputs([f"@{listing}"])
-    assert plan_workers("local", 2, cores=2) == (2, 1)
-    assert plan_workers("local", 1, cores=4) == (1, 4)
+    assert plan_workers(2, cores=2) == (2, 1)
+    assert plan_workers(1, cores=4) == (1, 4)
 
 
 def test_list_file_and_glob_expand(archive, tmp_path):

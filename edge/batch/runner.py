@@ -21,8 +21,8 @@ from tqdm import tqdm
 from edge.batch.engines import ENGINES, check_engine
 from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
-from edge.batch.progress import FrameWatcher
 from edge.batch.manifest import Manifest, file_sha256, fingerprint
+from edge.batch.progress import FrameWatcher
 from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
@@ -62,7 +62,7 @@ class BatchResult:
             f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def plan_workers(engine: str, workers: int | None, cores: int) -> tuple[int, int]:
+def plan_workers(workers: int | None, cores: int) -> tuple[int, int]:
     """(workers, TFLite threads per worker) so that workers x threads fits the cores."""
     if workers is not None and workers < 1:
         raise ConfigError(f"rustseg batch --workers: expected a whole number >= 1, got {workers}")
@@ -83,7 +83,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out_dir)
     card_sha = file_sha256(resolve_resource(config.model.path).with_suffix(".json"))
-    workers, threads = plan_workers(request.engine, request.workers, os.cpu_count() or 1)
+    workers, threads = plan_workers(request.workers, os.cpu_count() or 1)
     worker_config = config.replace({"model.threads": threads,
                                     "model.path": str(resolve_resource(config.model.path))})
 
