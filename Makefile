@@ -16,7 +16,7 @@ $(VENV)/.edge-installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,cluster]'
 	touch $(VENV)/.edge-installed $@
 
 # The demo also writes the run's report, which needs matplotlib (the report extra).

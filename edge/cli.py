@@ -36,6 +36,7 @@ _EXIT_CODES_HELP = """exit codes:
   3    source not opened, or lost and not back in loop.reconnect_timeout_s
   4    output not opened at start, or failed and stopped the run (sink_error_policy=stop)
   5    output lost mid-run, the run went on without it (sink_error_policy=drop)
+  6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
   70   internal error
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
   141  stdout closed by its reader (e.g. | head)"""
@@ -182,6 +183,18 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p.add_argument("--csv", dest="csv_out", help="write per-stage summaries as CSV")
     option(p, "--target-fps", "loop.target_fps", metavar="FPS")
 
+    p = command("batch", "one run record per archive input (video, image folder, glob, "
+                "@list.txt), an index and a manifest; re-runs resume")
+    model_options(p)
+    refine_option(p)
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--out", required=True, metavar="DIR", help="records, index and manifest")
+    p.add_argument("--engine", default="local", choices=tuple(_batch_engines()),
+                   help="local: a process pool here; ray: Ray tasks (needs the cluster extra)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="inputs processed at once (default: one per core)")
+
     p = command("report", "write the HTML report, findings.csv and findings.geojson of a run "
                 "record (needs the report extra: matplotlib)")
     p.add_argument("record", metavar="DIR", help="a folder written by rustseg run --record DIR")
@@ -190,6 +203,12 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
     return parser
+
+
+def _batch_engines():
+    from edge.batch.engines import ENGINES  # imports no Ray: that waits for --engine ray
+
+    return ENGINES
 
 
 def _common_options(parser: argparse.ArgumentParser, default) -> None:
@@ -253,7 +272,7 @@ def _config_flag(argv: list[str]) -> str | None:
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     handler = {"train": _train, "distill": _distill, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
                "report": _write_report,
-               "bench": _bench, "config": _show_config}[args.command]
+               "bench": _bench, "batch": _batch, "config": _show_config}[args.command]
     return handler(args, config)
 
 
@@ -385,6 +404,18 @@ def _bench(args, config: Config) -> int:
                                             args.json_out, args.csv_out))
     print(format_bench(report))
     return 0
+
+
+def _batch(args, config: Config) -> int:
+    from edge.batch import BatchRequest, run_batch
+    from edge.batch.runner import EXIT_SOME_FAILED
+
+    result = run_batch(config, BatchRequest(tuple(args.inputs), args.out, args.engine,
+                                            args.address, args.workers))
+    print(f"{result.format()}; index: {Path(args.out) / 'index.html'}")
+    if result.interrupted:
+        return _EXIT_INTERRUPTED
+    return 0 if result.all_done else EXIT_SOME_FAILED
 
 
 if __name__ == "__main__":

@@ -293,3 +293,19 @@ def iter_clip(width: int, height: int, frames: int, seed: int = 0,
 def _mix(seed: int, index: int, rust: bool) -> int:
     """Distinct, reproducible per-image seeds for folders (positives and negatives differ)."""
     return (seed * 1_000_003 + index * 2 + int(rust)) % (2**32)
+
+
+def write_clip_video(path: str | Path, width: int, height: int, frames: int, seed: int = 0,
+                     fps: float = 10.0) -> Path:
+    """`iter_clip` written as an MJPEG .avi (what the batch tests and benchmarks read back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot open a video writer for {path}")
+    try:
+        for frame_bgr, _mask in iter_clip(width, height, frames, seed):
+            writer.write(frame_bgr)
+    finally:
+        writer.release()
+    return path

@@ -1,0 +1,113 @@
+"""What a batch INPUT names: a video file, an image folder, a glob, or `@list.txt`.
+
+Each expands to `BatchInput`s: one per video, one per folder or glob (its stills are one run).
+A path that does not exist, an empty list file or a glob that matches nothing is a one-line
+`DataError` naming it, raised before any work starts (a typo should not cost a night).
+A file that exists but turns out to be corrupt is not caught here: it fails in its worker and
+is recorded there, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import DataError
+from edge.imageio import IMAGE_SUFFIXES
+from edge.sources import VIDEO_SUFFIXES
+
+_SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_SLUG_MAX_CHARS = 48
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """One unit of work. `uri` is what the source opener reads; `files` what it fingerprints."""
+
+    uri: str
+    kind: str                 # "video" | "stills"
+    files: tuple[Path, ...]
+
+    @property
+    def record_name(self) -> str:
+        """The record's folder name: readable, and unique even for two `clip.mp4` in
+        different folders (a short hash of the full path)."""
+        path = Path(self.uri.rstrip("/"))
+        slug = _SLUG_CHARS.sub("_", path.name or "input")[:_SLUG_MAX_CHARS]
+        return f"{slug}-{hashlib.sha1(self.uri.encode()).hexdigest()[:8]}"
+
+
+def expand_inputs(args: list[str]) -> list[BatchInput]:
+    """Every INPUT argument expanded, in order, without duplicates."""
+    if not args:
+        raise DataError("rustseg batch: no INPUT given; expected video files, image folders, "
+                        "globs or @list.txt")
+    found: dict[str, BatchInput] = {}
+    for arg in args:
+        for item in _expand(arg):
+            found.setdefault(item.uri, item)
+    return list(found.values())
+
+
+def _expand(arg: str) -> list[BatchInput]:
+    if arg.startswith("@"):
+        return _from_list(Path(arg[1:]))
+    if any(ch in arg for ch in "*?["):
+        return _from_glob(arg)
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        return [_folder(path)]
+    if not path.exists():
+        raise DataError(f"input {arg}: does not exist")
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return [BatchInput(str(path.resolve()), "video", (path.resolve(),))]
+    if suffix in IMAGE_SUFFIXES:
+        return [BatchInput(str(path.resolve()), "stills", (path.resolve(),))]
+    raise DataError(f"input {arg}: unsupported file type {suffix or '(none)'}; expected a video "
+                    f"({', '.join(VIDEO_SUFFIXES)}), an image folder, a glob or @list.txt")
+
+
+def _from_list(list_path: Path) -> list[BatchInput]:
+    try:
+        lines = list_path.read_text().splitlines()
+    except OSError as exc:
+        raise DataError(f"input @{list_path}: cannot read ({exc.strerror})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not entries:
+        raise DataError(f"input @{list_path}: lists no inputs")
+    items = []
+    for entry in entries:
+        if entry.startswith("@"):
+            raise DataError(f"input @{list_path}: nested list {entry} is not allowed")
+        # Relative entries are relative to the list file, so a list travels with its archive.
+        if not Path(entry).expanduser().is_absolute():
+            entry = str(list_path.parent / entry)
+        items += _expand(entry)
+    return items
+
+
+def _from_glob(pattern: str) -> list[BatchInput]:
+    """Videos in a glob are one input each; the stills it matches together are one input."""
+    matches = sorted(Path(p).resolve() for p in globlib.glob(str(Path(pattern).expanduser()))
+                     if Path(p).is_file())
+    videos = [p for p in matches if p.suffix.lower() in VIDEO_SUFFIXES]
+    stills = tuple(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not videos and not stills:
+        raise DataError(f"input {pattern}: the glob matches no video or image")
+    items = [BatchInput(str(p), "video", (p,)) for p in videos]
+    if stills:
+        image_glob = str(Path(pattern).expanduser().absolute())
+        items.append(BatchInput(image_glob, "stills", stills))
+    return items
+
+
+def _folder(path: Path) -> BatchInput:
+    stills = tuple(sorted(p.resolve() for p in path.iterdir()
+                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+    if not stills:
+        raise DataError(f"input {path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return BatchInput(str(path.resolve()), "stills", stills)

@@ -1,0 +1,145 @@
+"""The batch recipe: expand inputs, skip what is current, run the rest, keep manifest + index.
+
+    inputs -> fingerprints -> resume rule -> engine(process_input per job) -> on each outcome:
+    manifest entry, index row, progress bar
+
+Exit status (the CLI maps it): every input done -> 0; some failed or lost -> EXIT_SOME_FAILED;
+Ctrl-C -> interrupted (the CLI returns 130). See README "Batch processing".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from edge.batch.engines import ENGINES, check_engine
+from edge.batch.index import index_rows, write_index
+from edge.batch.inputs import BatchInput, expand_inputs
+from edge.batch.manifest import Manifest, file_sha256, fingerprint
+from edge.batch.progress import FrameWatcher
+from edge.batch.work import DONE, PENDING, SKIPPED, Job
+from edge.config import Config, resolve_resource
+from edge.errors import ConfigError, MissingDependencyError
+from edge.record import RecordLayout
+
+EXIT_SOME_FAILED = 6
+RECORDS_DIR = "records"
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    inputs: tuple[str, ...]
+    out_dir: str
+    engine: str = "local"
+    address: str | None = None
+    workers: int | None = None       # None: one per core (local), or what the cluster holds
+    show_progress: bool = True
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, *statuses: str) -> int:
+        return sum(o["status"] in statuses for o in self.outcomes)
+
+    @property
+    def all_done(self) -> bool:
+        return not self.interrupted and self.count(DONE, SKIPPED) == len(self.outcomes)
+
+    def format(self) -> str:
+        counts = {}
+        for o in self.outcomes:
+            counts[o["status"]] = counts.get(o["status"], 0) + 1
+        return f"{len(self.outcomes)} inputs: " + ", ".join(
+            f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def plan_workers(workers: int | None, cores: int) -> tuple[int, int]:
+    """(workers, TFLite threads per worker) so that workers x threads fits the cores."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"rustseg batch --workers: expected a whole number >= 1, got {workers}")
+    workers = workers or cores
+    return workers, max(1, cores // workers)
+
+
+def run_batch(config: Config, request: BatchRequest) -> BatchResult:
+    if request.engine not in ENGINES:
+        raise ConfigError(f"rustseg batch --engine: {request.engine!r}; expected one of "
+                          f"{', '.join(ENGINES)}")
+    check_engine(request.engine)
+    if importlib.util.find_spec("matplotlib") is None:  # every record gets its report
+        raise MissingDependencyError("rustseg batch writes each record's report, which needs "
+                                     "matplotlib: pip install 'rustseg-edge[report]'")
+    items = expand_inputs(list(request.inputs))
+    out_dir = Path(request.out_dir)
+    (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    manifest = Manifest.load(out_dir)
+    card_sha = file_sha256(resolve_resource(config.model.path).with_suffix(".json"))
+    workers, threads = plan_workers(request.workers, os.cpu_count() or 1)
+    worker_config = config.replace({"model.threads": threads,
+                                    "model.path": str(resolve_resource(config.model.path))})
+
+    outcomes: dict[str, dict] = {}
+    prints: dict[str, list[dict]] = {}
+    jobs: list[Job] = []
+    for item in items:
+        record = out_dir / RECORDS_DIR / item.record_name
+        prints[item.uri] = fingerprint(item)
+        complete = RecordLayout(record).is_complete()
+        if manifest.is_current(item.uri, prints[item.uri], card_sha, complete):
+            outcomes[item.uri] = {**manifest.entries[item.uri]["outcome"], "status": SKIPPED}
+            continue
+        if record.exists():
+            shutil.rmtree(record)  # our own earlier, stale or partial record of this input
+        record.with_name(record.name + ".log").unlink(missing_ok=True)
+        outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
+        jobs.append(Job(item, str(record), worker_config))
+
+    def finish(result: BatchResult) -> BatchResult:
+        result.outcomes = list(outcomes.values())
+        write_index(index_rows(result.outcomes, out_dir), out_dir)
+        return result
+
+    bar = tqdm(total=sum(_frames_expected(job.item) for job in jobs), unit="frame",
+               desc=f"batch {request.engine} x{workers}", disable=not request.show_progress,
+               dynamic_ncols=True)
+    bar.set_postfix_str(f"inputs 0/{len(jobs)} ({len(items) - len(jobs)} current)")
+
+    def on_done(outcome: dict) -> None:
+        uri = outcome["uri"]
+        outcomes[uri] = outcome
+        manifest.update(uri, {"files": prints[uri], "model_card_sha256": card_sha,
+                              "status": outcome["status"], "outcome": outcome})
+        finished = sum(o["status"] not in (PENDING, SKIPPED) for o in outcomes.values())
+        watcher.finished(outcome["record"], outcome.get("frames", 0))
+        bar.set_postfix_str(f"inputs {finished}/{len(jobs)}")
+        write_index(index_rows(list(outcomes.values()), out_dir), out_dir)
+
+    watcher = FrameWatcher([job.record_dir for job in jobs], bar.update)
+    try:
+        with watcher:
+            ENGINES[request.engine](jobs, workers, threads, on_done, request.address)
+    except KeyboardInterrupt:
+        return finish(BatchResult(interrupted=True))
+    finally:
+        bar.close()
+    return finish(BatchResult())
+
+
+def _frames_expected(item: BatchInput) -> int:
+    """For the progress bar only: a video's frame count from its header, stills counted."""
+    if item.kind == "stills":
+        return len(item.files)
+    capture = cv2.VideoCapture(str(item.files[0]))
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()
