@@ -17,6 +17,7 @@ import importlib.util
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from edge import native_logs
@@ -224,8 +225,19 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if "." in k and v is not None}
 
 
+def _honour_ctrl_c() -> None:
+    """Make SIGINT raise KeyboardInterrupt from the very start, even when this process was
+    started with SIGINT ignored. A shell starts background jobs that way (`make test &`,
+    `nohup ... &` in a script), and Python then installs no handler of its own, so a SIGINT
+    during start-up (a stream that is slow to open) was ignored while the same SIGINT during
+    the loop (app.stop_on_signals) stopped the run. One behaviour at every point."""
+    if threading.current_thread() is threading.main_thread():  # main() inside a test thread
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _honour_ctrl_c()
     try:
         try:
             defaults = load_config(_config_flag(argv))

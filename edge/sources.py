@@ -17,6 +17,8 @@ reopening after a loss are the same thing: tries with doubling backoff, given up
 `reconnect_timeout_s` (on a rig the computer often boots before the camera). The open runs on
 the capture thread while the caller waits in short steps, so a stream that accepts the
 connection and never answers cannot hold start-up past the timeout, and Ctrl-C is honoured.
+The capture thread owns the device and releases it itself, so closing never waits for an
+open or a read stuck inside a driver (Ctrl-C during a reconnect stays prompt).
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from edge.errors import DataError, MissingDependencyError, SourceError
 from edge.imageio import IMAGE_SUFFIXES, read_image_bgr, to_bgr_u8
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".h264")
-_LIVE_WAIT_S = 0.5            # read() gives up waiting for a new live frame after this long
+_LIVE_WAIT_S = 0.25           # read() gives up waiting for a new live frame (the caller
+                              # then checks its stop request: Ctrl-C during a reconnect)
 _MAX_BACKOFF_S = 2.0
 _OPEN_WAIT_STEP_S = 0.2       # the start-up wait wakes this often (Ctrl-C stays responsive)
 _OPEN_GRACE_S = 1.0           # beyond reconnect_timeout_s, for the last try under way to finish
+_CLOSE_WAIT_S = 0.3           # close() waits this long for the capture thread (a read or less)
 _MIN_STREAM_TIMEOUT_MS = 1000  # FFmpeg open/read timeout floor per try
 _SYNTHETIC_KEYS = {"width": int, "height": int, "frames": int, "seed": int, "fps": float}
 _MAX_SIDE_PX = 16384          # larger frames are refused rather than exhausting memory
@@ -194,7 +198,8 @@ class LiveSource(FrameSource):
 
     Subclasses provide `open_device()` -> an object with `read() -> (ok, frame)` and
     `release()`; everything else (threading, drops, backoff, give-up) lives here once.
-    The constructor returns once the device is open, or raises SourceError.
+    The constructor returns once the device is open, or raises SourceError. Only the capture
+    thread touches the device, from its open to its release.
     """
 
     live = True
@@ -257,12 +262,14 @@ class LiveSource(FrameSource):
             return frame
 
     def close(self) -> None:
+        """Stop the capture thread, which releases the device on its way out. A healthy read
+        returns within a frame; a thread still stuck in an open or a read after
+        _CLOSE_WAIT_S is left to release when that call returns (it is a daemon: at process
+        exit the OS closes the device). Releasing it from here instead would free a capture
+        that the thread is still inside."""
         super().close()
         self._stop.set()
-        self._thread.join(timeout=2.0)
-        device, self._device = self._device, None
-        if device is not None:
-            device.release()
+        self._thread.join(timeout=_CLOSE_WAIT_S)
 
     def _publish(self, index: int, image: np.ndarray) -> None:
         with self._lock:
@@ -279,6 +286,13 @@ class LiveSource(FrameSource):
             with self._lock:
                 self._error = exc
                 self._lock.notify_all()
+        finally:
+            self._release_device()
+
+    def _release_device(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.release()
 
     def _capture_loop(self) -> None:
         if not self._connect(first=True):
@@ -304,9 +318,7 @@ class LiveSource(FrameSource):
     def _connect(self, first: bool) -> bool:
         """Open (first) or reopen the device with doubling waits. False, and an error for
         the waiting constructor or read(), once reconnect_timeout_s has passed."""
-        if self._device is not None:
-            self._device.release()
-            self._device = None
+        self._release_device()
         deadline = time.monotonic() + self.reconnect_timeout_s
         wait, reason, tried = self.backoff_s, "", False
         while not self._stop.is_set():
