@@ -69,7 +69,7 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
              ) -> RunReport:
     """Open everything, run the pipeline, close everything (in finally), return the report."""
     stop = stop or threading.Event()
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config, allow_worker=True)
     loop = config.loop
     with ExitStack() as stack:
         # push, not enter_context: closed on the way out, but not started (nothing written)
