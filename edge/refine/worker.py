@@ -16,6 +16,7 @@ exits.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from multiprocessing.shared_memory import SharedMemory
 
@@ -150,6 +151,8 @@ def _serve(conn, settings, paths: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops the run, then closes us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        import cv2
+        cv2.setNumThreads(len(os.sched_getaffinity(0)))  # the cores it was pinned to, if any
         from edge.refine import make_refiner
         refiners = {name: make_refiner(name, settings, 0.0) for name in paths}
     except Exception as exc:  # sent to the parent, which raises it as one line
