@@ -72,6 +72,8 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     segmenter = build_segmenter(config, allow_worker=True)
     loop = config.loop
     with ExitStack() as stack:
+        if segmenter.refine_worker is not None:  # started before the camera starts capturing
+            stack.enter_context(segmenter.refine_worker)
         # push, not enter_context: closed on the way out, but not started (nothing written)
         # until the overwrite check below has passed. Built before the source: fail fast.
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]

@@ -231,6 +231,9 @@ def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchIte
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
                               result.path))
+    # Stages run one after the other here, so `auto`'s budget holds the sum of the others.
+    others_ms = sum(ms for name, ms in times.ms.items() if name != "refine")
+    segmenter.refiner.observe_frame_time(others_ms / 1000.0)
     return item
 
 

@@ -53,6 +53,10 @@ class RefineWorker:
         self.close()
 
     def start(self) -> None:
+        """Start the worker and wait until its paths are built; a no-op while it runs (the
+        loop starts it before opening the source, so a camera does not wait on its start)."""
+        if self.process is not None:
+            return
         # spawn, not fork: the parent already runs TFLite and capture threads, which a fork
         # would copy in whatever state they were in.
         context = multiprocessing.get_context("spawn")
