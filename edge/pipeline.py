@@ -10,8 +10,9 @@ Stopping (end of source, --frames reached, a stop request from a signal or a dis
 stops capture only; frames already inside the pipeline are finished and written, so that
 frames read == frames processed + frames dropped, exactly. Each output counts the frames it
 actually wrote; one that fails is recorded with the frame where it stopped and the reason.
-Only live sources drop frames: the capture thread keeps the newest frame, and every stage takes
-the newest frame waiting for it, rather than show the inspector the past.
+Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
+falls behind lets the next queue drop its oldest frame (with loop.queue_depth 1 every stage
+takes the newest frame there is) rather than show the inspector the past.
 """
 
 from __future__ import annotations
@@ -168,10 +169,6 @@ class Pipeline:
 
     def _refine(self, item: _Item) -> _Item:
         item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
-        others = [ms for name, ms in item.times.ms.items() if name not in ("refine", "capture")]
-        # Stages overlap, so the slowest other stage (not their sum) bounds the frame rate;
-        # capture time is mostly waiting for the camera, not work, so it does not count.
-        self.segmenter.refiner.observe_frame_time(max(others, default=0.0) / 1000.0)
         return item
 
     def _draw_and_output(self, item: _Item) -> None:
@@ -184,6 +181,11 @@ class Pipeline:
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask, record))
         self._account(frame, result, times)
+        others = [ms for name, ms in times.ms.items() if name not in ("refine", "capture")]
+        # auto's budget bounds how old the overlay is, not only the frame rate: a frame's age
+        # is the sum of its stages (overlap helps throughput, not age), so it gets the sum;
+        # capture time is mostly waiting for the camera, not work, so it does not count.
+        self.segmenter.refiner.observe_frame_time(sum(others) / 1000.0)
         if self.options.print_frames:
             print(_frame_line(record), flush=True)
         if any(sink.wants_stop for sink in self.sinks):

@@ -7,9 +7,10 @@ run), the newest-item policy for live sources, failure propagation and the accou
 
 - Items: the producer is an iterable run on its own thread; every item it yields is `taken`.
   The consumer runs on the calling thread (GUI windows must live there).
-- Live sources (`live=True`): a stage always takes the newest item waiting for it and drops the
-  older ones, and a full queue drops its oldest item, so the output stays close to the newest
-  capture; each such item is counted in `dropped`. Otherwise every item waits its turn.
+- Live sources (`live=True`): a full queue drops its oldest item instead of blocking the stage
+  before it, so the output stays close to the newest capture; with a queue depth of 1 (the
+  loop's default) a stage always takes the newest item there is. Each dropped item is counted
+  in `dropped`. From files every item waits its turn.
 - Accounting: at the end, taken == consumed + dropped, exactly; stopping (`stop` set) stops
   the producer only and the items already taken are finished.
 - Failure: an exception in any stage, the producer or the consumer stops the run and is
@@ -160,25 +161,9 @@ class StageRunner:
                 if self._failure is not None:
                     return
                 continue
-            if self.live and item is not _END:
-                item = self._newest(source, item)
             if item is _END:
                 return
             yield item
-
-    def _newest(self, source: queue.Queue, item):
-        """Live: skip to the newest item waiting, dropping the older ones (an _END waiting
-        behind them still ends the stage after the newest item)."""
-        while True:
-            try:
-                newer = source.get_nowait()
-            except queue.Empty:
-                return item
-            if newer is _END:
-                source.put(newer)  # the queue was just emptied: there is room
-                return item
-            self._count_drop()
-            item = newer
 
     def _count_drop(self) -> None:
         with self._drop_lock:

@@ -37,13 +37,13 @@ def _slow_double(item):
 @pytest.mark.parametrize("live", [False, True])
 def test_runner_accounts_for_every_item_and_keeps_order(live):
     out = []
-    runner = StageRunner(live, queue_depth=2)
+    runner = StageRunner(live, queue_depth=1)
     runner.run(iter(range(60)), [Stage("add", lambda i: i + 1), Stage("slow", _slow_double)],
                out.append)
     assert runner.taken == 60 and runner.consumed == len(out)
     assert runner.taken == runner.consumed + runner.dropped
     assert out == sorted(out) and all(v % 2 == 0 for v in out)  # every stage ran, in order
-    if live:   # the slow stage always took the newest item: most of the 60 were dropped
+    if live:   # the slow stage fell behind: stale items were dropped, the last one shown
         assert runner.dropped > 20 and out[-1] == 120
     else:
         assert runner.dropped == 0 and out == [2 * (i + 1) for i in range(60)]
@@ -211,6 +211,34 @@ def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worke
     assert len(lines) == processed and all(json.loads(line)["path"] for line in lines)
     assert _video_frames(video) == processed
     assert "stopped by SIGINT" in out and "Traceback" not in err
+
+
+def test_a_killed_loop_leaves_no_worker_behind(tmp_path):
+    log = tmp_path / "run.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--source",
+         "synthetic://?width=160&height=120&frames=0&fps=30", "--log", str(log),
+         "--refine", "full", "--quiet", "--headless"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 3):
+        time.sleep(0.2)
+    workers = [pid for pid, cmd in _children(process.pid).items() if "spawn_main" in cmd]
+    process.kill()  # no finally runs: the worker must notice on its own
+    process.wait(timeout=30)
+    assert len(workers) == 1
+    deadline = time.time() + 20
+    while time.time() < deadline and _alive(workers[0]) and not _zombie(workers[0]):
+        time.sleep(0.1)
+    assert not _alive(workers[0]) or _zombie(workers[0])
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process not yet reaped by its new parent (init in a container may be slow)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 # --- bench --cpus ---------------------------------------------------------------------------------
