@@ -26,6 +26,13 @@ PATHS = ("none", "light", "full", "auto")
 CPUS = (1, 2)
 SIZES = ((320, 240), (640, 480))
 STAGES = ("decode", "preprocess", "invoke", "refine", "overlay", "total")
+# Device scaling, an ESTIMATE (benchmarks/README.md gives the sources): a Raspberry Pi 4 core
+# is 4-5x slower than one of these (the issue's estimate); a Pi 5 is 2-3x a Pi 4 (Raspberry Pi's
+# launch figure); a Jetson Nano's CPU (4x Cortex-A57, 1.43 GHz) is taken as a Pi 4 (4x
+# Cortex-A72, 1.5-1.8 GHz) down to 1.2x slower (our assumption). Sequential stages all scale.
+PI4_SLOWER = (5.0, 4.0)
+PI5_OVER_PI4 = (2.0, 3.0)
+NANO_UNDER_PI4 = (1.2, 1.0)
 
 
 def _cell(path: str, cpus: int, width: int, height: int, frames: int, warmup: int) -> dict:
@@ -72,6 +79,34 @@ def _table(rows: list[dict], frames: int, warmup: int) -> list[str]:
     return lines
 
 
+def estimates(rows: list[dict]) -> list[dict]:
+    """FPS ranges on the small devices from the 1- and 2-core rows (see the constants)."""
+    out = []
+    for r in rows:
+        pi4 = tuple(r["fps"] / f for f in PI4_SLOWER)
+        out.append({"size": r["size"], "cpus": r["cpus"], "refine": r["refine"],
+                    "here_fps": r["fps"], "pi4_fps": pi4,
+                    "pi5_fps": tuple(v * f for v, f in zip(pi4, PI5_OVER_PI4)),
+                    "jetson_nano_fps": tuple(v / f for v, f in zip(pi4, NANO_UNDER_PI4))})
+    return out
+
+
+def _estimate_table(rows: list[dict]) -> list[str]:
+    lines = ["", "## Estimate for small devices (not measured on them)", "",
+             f"Pi 4 = here / {PI4_SLOWER[1]:g}-{PI4_SLOWER[0]:g} (the issue's per-core "
+             f"estimate); Pi 5 = Pi 4 x {PI5_OVER_PI4[0]:g}-{PI5_OVER_PI4[1]:g} (Raspberry Pi's "
+             f"launch figure); Jetson Nano CPU = Pi 4 / {NANO_UNDER_PI4[1]:g}-"
+             f"{NANO_UNDER_PI4[0]:g} (assumption). FPS ranges, frames one after the other.", "",
+             "| size | cores | refine | here FPS | Pi 4 | Pi 5 | Jetson Nano (CPU) |",
+             "|---|---|---|---|---|---|---|"]
+    for e in rows:
+        cells = " | ".join(f"{lo:.1f}-{hi:.1f}" for lo, hi in
+                           (e["pi4_fps"], e["pi5_fps"], e["jetson_nano_fps"]))
+        lines.append(f"| {e['size']} | {e['cpus']} | {e['refine']} | {e['here_fps']:.1f} | "
+                     f"{cells} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -84,9 +119,11 @@ def main() -> None:
                 rows.append(_cell(path, cpus, width, height, args.frames, args.warmup))
                 print(json.dumps({k: rows[-1][k] for k in ("size", "cpus", "refine", "fps")}),
                       flush=True)
+    estimated = estimates(rows)
     write_report(RESULTS / "device_profile", {"machine": machine(), "frames": args.frames,
-                                              "warmup": args.warmup, "rows": rows},
-                 _table(rows, args.frames, args.warmup))
+                                              "warmup": args.warmup, "rows": rows,
+                                              "estimates": estimated},
+                 _table(rows, args.frames, args.warmup) + _estimate_table(estimated))
 
 
 if __name__ == "__main__":
