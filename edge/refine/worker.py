@@ -86,10 +86,8 @@ class RefineWorker:
                 process.kill()
                 process.join()
             self._conn.close()
-        for buffer in self._buffers.values():
-            buffer.close()
-            buffer.unlink()
-        self._buffers.clear()
+        for key in list(self._buffers):
+            _free(self._buffers.pop(key))
 
     @property
     def pid(self) -> int | None:
@@ -118,7 +116,7 @@ class RefineWorker:
         buffer = self._buffers.get(key)
         if buffer is None:
             for old in [k for k in self._buffers if k[0] == role]:  # a new frame size
-                self._buffers.pop(old).unlink()
+                _free(self._buffers.pop(old))
             size = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
             buffer = self._buffers[key] = SharedMemory(create=True, size=size)
         return (buffer.name, key[1], key[2]), np.ndarray(shape, dtype, buffer=buffer.buf)
@@ -136,6 +134,14 @@ class RefineWorker:
             return self._conn.recv()
         except EOFError as exc:
             raise RefineWorkerError("refine worker closed its pipe") from exc
+
+
+def _free(buffer: SharedMemory) -> None:
+    try:
+        buffer.close()
+    except BufferError:
+        pass  # a view of it is still alive; the mapping goes with it, the name goes below
+    buffer.unlink()
 
 
 class ProcessRefiner(Refiner):
