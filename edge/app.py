@@ -74,7 +74,7 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
              ) -> RunReport:
     """Open everything, run the pipeline, close everything (in finally), return the report.
     With a record, its summary.json is written once every output is closed, however it ended."""
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config, allow_worker=True)
     recorder = RunRecorder(RecordLayout(Path(request.record)), config, request.source,
                            request.replace_record) if request.record else None
     report, failure = None, None
@@ -112,6 +112,8 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
                   recorder: RunRecorder | None, stop: threading.Event) -> RunReport:
     loop = config.loop
     with ExitStack() as stack:
+        if segmenter.refine_worker is not None:  # started before the camera starts capturing
+            stack.enter_context(segmenter.refine_worker)
         # push, not enter_context: closed on the way out, but not started (nothing written)
         # until the overwrite check below has passed. Built before the source: fail fast.
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]

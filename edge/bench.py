@@ -1,6 +1,11 @@
 """`rustseg bench`: the pipeline's latency stage by stage, in the manner of TFLite's
 benchmark_model: init time, first-frame time, warm-up, then N timed frames run one after the
-other (no overlap, so each stage's own cost is measured), peak RSS, and per-stage statistics.
+other (the stage runner with overlap off, so each stage's own cost is measured), peak RSS, and
+per-stage statistics. The refine worker process, when refine.worker = process, is the same one
+the loop uses, so `refine` includes the process hop.
+
+`--cpus N` pins the process (and so the refine worker it starts) to N of the cores it may use,
+with os.sched_setaffinity, and runs TFLite and OpenCV with N threads: a small-device profile.
 """
 
 from __future__ import annotations
@@ -12,18 +17,21 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import cycle
 from pathlib import Path
 
-from edge.config import Config, resolve_resource
-from edge.errors import DataError, SourceError
+import cv2
+
+from edge.config import Config
+from edge.errors import ConfigError, DataError, SourceError
 from edge.imageio import list_images, read_image_bgr
 from edge.overlay import HudStats, draw_overlay
 from edge.profiler import StageTimes, summarize
 from edge.progress import Progress
 from edge.segment import Segmenter, build_segmenter
 from edge.sources import open_source
+from edge.stages import Stage, StageRunner
 
 BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "refine", "overlay", "total")
 DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"  # the demo clip
@@ -37,6 +45,7 @@ class BenchRequest:
     warmup: int = 10
     json_out: str | None = None
     csv_out: str | None = None
+    cpus: int | None = None         # pin to this many cores (None: as started)
 
 
 def cpu_model() -> str:
@@ -50,6 +59,19 @@ def cpu_model() -> str:
         if fields.get(key):
             return fields[key]
     return platform.processor() or platform.machine()
+
+
+def pin_to_cpus(count: int) -> list[int]:
+    """Pin this process to the first `count` cores it may run on and return them (read back).
+
+    Children started afterwards (the refine worker) inherit the affinity."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= count <= len(allowed):
+        raise ConfigError(f"--cpus {count}: expected 1..{len(allowed)} (the cores this "
+                          "process may use)")
+    os.sched_setaffinity(0, allowed[:count])
+    cv2.setNumThreads(count)
+    return sorted(os.sched_getaffinity(0))
 
 
 def peak_rss_mb() -> float:
@@ -103,62 +125,116 @@ class _FrameFeed:
 
 
 def run_bench(config: Config, request: BenchRequest) -> dict:
+    cpus = sorted(os.sched_getaffinity(0))
+    if request.cpus is not None:
+        cpus = pin_to_cpus(request.cpus)
+        config = replace(config, model=replace(config.model, threads=request.cpus))
     init_started = time.perf_counter()
-    segmenter = build_segmenter(config)
+    segmenter = build_segmenter(config, allow_worker=True)
     model = segmenter.model
     init_ms = (time.perf_counter() - init_started) * 1000
     feed = _FrameFeed(request)
-    samples: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
-    paths: dict[str, int] = {}
-    first_frame_ms = 0.0
+    measured = _Measured(request.warmup)
     progress = Progress(request.warmup + request.frames, "bench")
+    worker = segmenter.refine_worker
+
+    worker_cpus = []
+
+    def consume(item: _BenchItem) -> None:
+        measured.add(item)
+        progress.update()
+        if worker is not None and not worker_cpus:  # read back while the worker runs
+            worker_cpus.extend(sorted(os.sched_getaffinity(worker.pid)))
+
     started = time.perf_counter()
     try:
-        for i in range(request.warmup + request.frames):
-            times, result = _one_frame(feed, segmenter, config)
-            progress.update()
-            if i == 0:
-                first_frame_ms = times.total()
-            if i < request.warmup:
-                continue
-            for name in BENCH_STAGES[:-1]:
-                if name in times.ms:
-                    samples[name].append(times.ms[name])
-            samples["total"].append(times.total())
-            paths[result.path] = paths.get(result.path, 0) + 1
+        StageRunner(live=False, overlap=False).run(
+            _decoded(feed, request.warmup + request.frames),
+            [Stage("infer", lambda item: _infer(segmenter, item)),
+             Stage("refine", lambda item: _refine(segmenter, config, item), worker)],
+            consume)
     finally:
         progress.close()
         feed.close()
     wall_s = time.perf_counter() - started
-    stages = {name: summarize(values) for name, values in samples.items()}
+    stages = {name: summarize(values) for name, values in measured.samples.items()}
     mean_total = stages["total"]["mean"] or 0.0
     report = {
         "model": str(model.path), "runtime": model.runtime, "threads": config.model.threads,
         "quantization": model.card.quantization if model.card else None,
         "contract": model.contract,
-        "refine": config.refine.mode, "paths_used": paths, "source": feed.describe,
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "refine": config.refine.mode, "paths_used": measured.paths, "source": feed.describe,
+        "refine_worker": "process" if worker is not None else "thread",
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus": cpus,
+        "worker_cpus": worker_cpus or None,
+        "machine": platform.machine(),
         "frames": request.frames, "warmup": request.warmup, "source_loops": feed.loops,
-        "init_ms": init_ms, "first_frame_ms": first_frame_ms, "peak_rss_mb": peak_rss_mb(),
+        "init_ms": init_ms, "first_frame_ms": measured.first_frame_ms,
+        "peak_rss_mb": peak_rss_mb(),
         "fps": 1000.0 / mean_total if mean_total else 0.0, "wall_s": wall_s, "stages": stages,
     }
     _write_outputs(report, request)
     return report
 
 
-def _one_frame(feed: _FrameFeed, segmenter: Segmenter, config: Config):
-    times = StageTimes()
-    with times.stage("decode"):
-        frame = feed.next()
-    prediction = segmenter.infer(frame, times)
+@dataclass
+class _BenchItem:
+    frame: object
+    times: StageTimes
+    prediction: object = None
+    result: object = None
+
+
+class _Measured:
+    """Per-stage samples of the frames after the warm-up."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.seen = warmup, 0
+        self.samples: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
+        self.paths: dict[str, int] = {}
+        self.first_frame_ms = 0.0
+
+    def add(self, item: _BenchItem) -> None:
+        self.seen += 1
+        times = item.times
+        if self.seen == 1:
+            self.first_frame_ms = times.total()
+        if self.seen <= self.warmup:
+            return
+        for name in BENCH_STAGES[:-1]:
+            if name in times.ms:
+                self.samples[name].append(times.ms[name])
+        self.samples["total"].append(times.total())
+        path = item.result.path
+        self.paths[path] = self.paths.get(path, 0) + 1
+
+
+def _decoded(feed: _FrameFeed, count: int):
+    for _ in range(count):
+        times = StageTimes()
+        with times.stage("decode"):
+            frame = feed.next()
+        yield _BenchItem(frame, times)
+
+
+def _infer(segmenter: Segmenter, item: _BenchItem) -> _BenchItem:
+    item.prediction = segmenter.infer(item.frame, item.times)
+    return item
+
+
+def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchItem:
+    frame, times = item.frame, item.times
     with times.stage("cam_upsample"):
-        cam_frame = segmenter.model.cam_to_frame(prediction.cam01, frame.shape[:2])
-    result = segmenter.refine(frame, prediction, times)
+        cam_frame = segmenter.model.cam_to_frame(item.prediction.cam01, frame.shape[:2])
+    result = item.result = segmenter.refine(frame, item.prediction, times)
     with times.stage("overlay"):
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
                               result.path))
-    return times, result
+    # Stages run one after the other here, so `auto`'s budget holds the sum of the others.
+    others_ms = sum(ms for name, ms in times.ms.items() if name != "refine")
+    segmenter.refiner.observe_frame_time(others_ms / 1000.0)
+    return item
 
 
 def _write_outputs(report: dict, request: BenchRequest) -> None:
@@ -178,7 +254,8 @@ def _write_outputs(report: dict, request: BenchRequest) -> None:
 def format_bench(report: dict) -> str:
     lines = [f"model {report['model']} ({report['quantization']}) on {report['runtime']}, "
              f"{report['threads']} threads, refine {report['refine']} {report['paths_used']}",
-             f"cpu {report['cpu']} x{report['cpu_count']}; source {report['source']}",
+             f"cpu {report['cpu']} x{report['cpu_count']}, pinned to {report['cpus']}; refine "
+             f"worker: {report['refine_worker']}; source {report['source']}",
              f"init {report['init_ms']:.1f} ms, first frame {report['first_frame_ms']:.1f} ms, "
              f"peak RSS {report['peak_rss_mb']:.1f} MB; {report['frames']} frames after "
              f"{report['warmup']} warm-up: {report['fps']:.1f} FPS (1000 / mean total)"

@@ -182,6 +182,8 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="frames run before timing starts")
     p.add_argument("--json", dest="json_out", help="write the full report as JSON")
     p.add_argument("--csv", dest="csv_out", help="write per-stage summaries as CSV")
+    p.add_argument("--cpus", type=int, metavar="N",
+                   help="pin to N cores (sched_setaffinity) with N TFLite/OpenCV threads")
     option(p, "--target-fps", "loop.target_fps", metavar="FPS")
 
     p = command("batch", "one run record per archive input (video, image folder, glob, "
@@ -413,7 +415,7 @@ def _bench(args, config: Config) -> int:
     check_option_writable(args.json_out, "--json")
     check_option_writable(args.csv_out, "--csv")
     report = run_bench(config, BenchRequest(args.source, args.data, args.frames, args.warmup,
-                                            args.json_out, args.csv_out))
+                                            args.json_out, args.csv_out, args.cpus))
     print(format_bench(report))
     return 0
 

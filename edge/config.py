@@ -177,6 +177,9 @@ class RefineConfig:
                                   "switching back up to full", range=(0.0, 0.9))
     auto_hold_frames: int = spec("auto: frames a choice is held before it may change",
                                  range=(1, 1000))
+    worker: str = spec("where paths that hold the GIL (light, full: pydensecrf) run in `run` "
+                       "and `bench`: a worker process, or a thread of the loop",
+                       choices=("process", "thread"))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The live loop: capture -> infer -> refine -> draw + outputs, as overlapping stages.
 
-Each stage runs in its own thread joined by small queues, so throughput is bounded by the
-slowest stage rather than the sum (TFLite and the CRF release the GIL). Every frame carries a
-`StageTimes`; every stage adds its own milliseconds. The draw/output stage runs on the calling
+`Pipeline` is the frame recipe, one function per stage; edge/stages.py runs them (a thread per
+stage, small queues, so throughput is bounded by the slowest stage; the refine worker process
+when refine.worker = process, because pydensecrf holds the GIL). Every frame carries a
+`StageTimes`; every stage adds its own milliseconds. Draw and outputs run on the calling
 thread because GUI windows must live there.
 
 Stopping (end of source, --frames reached, a stop request from a signal or a display window)
@@ -10,13 +11,13 @@ stops capture only; frames already inside the pipeline are finished and written,
 frames read == frames processed + frames dropped, exactly. Each output counts the frames it
 actually wrote; one that fails is recorded with the frame where it stopped and the reason.
 Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
-falls behind lets the next queue drop its oldest frame rather than show the inspector the past.
+falls behind lets the next queue drop its oldest frame (with loop.queue_depth 1 every stage
+takes the newest frame there is) rather than show the inspector the past.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
 import sys
 import threading
 import time
@@ -32,9 +33,8 @@ from edge.profiler import StageTimes, summarize
 from edge.segment import Segmenter
 from edge.sinks import FrameSink, OutputFrame
 from edge.sources import Frame, FrameSource
+from edge.stages import Stage, StageRunner
 
-_END = object()                 # sentinel that flows down the queues after the last frame
-_QUEUE_POLL_S = 0.1             # how often blocked stages re-check for a failure elsewhere
 _FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
 REPORT_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "output", "latency")
 
@@ -120,99 +120,82 @@ class RunReport:
 
 
 class Pipeline:
+    """The frame recipe: capture -> infer -> refine -> draw + outputs. The plumbing (threads,
+    queues, the refine worker process, drops, failures, shutdown) is edge/stages.py's."""
+
     def __init__(self, source: FrameSource, segmenter: Segmenter, sinks: list[FrameSink],
                  options: LoopOptions, stop: threading.Event | None = None) -> None:
         self.source, self.segmenter, self.sinks = source, segmenter, list(sinks)
         self.options = options
         self.stop = stop or threading.Event()
         self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks})
-        self._failure: BaseException | None = None
-        self._queues = [queue.Queue(options.queue_depth) for _ in range(3)]
+        self._runner = StageRunner(source.live, options.queue_depth, self.stop)
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
-        self._taken = 0                  # frames taken from the source
-        self._pipeline_dropped = 0       # stale live frames dropped between stages
-        self._drop_lock = threading.Lock()
 
     def run(self) -> RunReport:
         started = time.perf_counter()
-        workers = [threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
-                   for name, target in (("capture", self._capture), ("infer", self._infer),
-                                        ("refine", self._refine))]
-        for worker in workers:
-            worker.start()
         try:
-            self._output_stage()
-        except BaseException as exc:  # stops the workers (they poll _failure), re-raised below
-            self._failure = self._failure or exc
+            self._runner.run(self._capture(),
+                             [Stage("infer", self._infer),
+                              Stage("refine", self._refine, self.segmenter.refine_worker)],
+                             self._draw_and_output)
         finally:
-            self.stop.set()
-            for worker in workers:
-                worker.join(timeout=5.0)
             self.report.wall_s = time.perf_counter() - started
             self.report.dropped = self._dropped()
             # Read = everything the source delivered, including frames it overwrote itself.
-            self.report.frames_read = self._taken + self.source.dropped
-        if self._failure is not None:
-            raise self._failure
+            self.report.frames_read = self._runner.taken + self.source.dropped
         return self.report
 
-    # --- stages ---------------------------------------------------------------------------
+    # --- the recipe: one function per stage ---------------------------------------------------
 
-    def _capture(self) -> None:
+    def _capture(self):
         limit = self.options.frames
-        while not self.stop.is_set() and not (limit and self._taken >= limit):
+        while not self.stop.is_set() and not (limit and self._runner.taken >= limit):
             times = StageTimes()
             with times.stage("capture"):
                 frame = self.source.read()
-            if frame is None:
-                if self.source.ended:
-                    break
-                continue  # live source with nothing new yet
-            self._taken += 1
-            self._put(0, _Item(frame, times))
+            if frame is not None:
+                yield _Item(frame, times)
+            elif self.source.ended:
+                break  # else: a live source with nothing new yet
         if self.stop.is_set() and self.report.stopped_by == "end of source":
             self.report.stopped_by = "stop request"
-        elif limit and self._taken >= limit:
+        elif limit and self._runner.taken >= limit:
             self.report.stopped_by = f"--frames {limit}"
-        self._put(0, _END)
 
-    def _infer(self) -> None:
-        for item in self._drain(0):
-            item.prediction = self.segmenter.infer(item.frame.image, item.times)
-            self._put(1, item)
-        self._put(1, _END)
+    def _infer(self, item: _Item) -> _Item:
+        item.prediction = self.segmenter.infer(item.frame.image, item.times)
+        return item
 
-    def _refine(self) -> None:
-        for item in self._drain(1):
-            item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
-            others = [ms for name, ms in item.times.ms.items() if name not in ("refine", "capture")]
-            # Stages overlap, so the slowest other stage (not their sum) bounds the frame rate;
-            # capture time is mostly waiting for the camera, not work, so it does not count.
-            self.segmenter.refiner.observe_frame_time(max(others, default=0.0) / 1000.0)
-            self._put(2, item)
-        self._put(2, _END)
+    def _refine(self, item: _Item) -> _Item:
+        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+        return item
 
-    def _output_stage(self) -> None:
-        for item in self._drain(2):
-            frame, result, times = item.frame, item.result, item.times
-            self._output_times.append(time.perf_counter())
-            hud = self._hud(result, times)
-            with times.stage("draw"):
-                overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                       result.cam01, hud)
-            record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
-            with times.stage("output"):
-                self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
-                                            record, frame.image))
-            self._account(frame, result, times)
-            if self.options.print_frames:
-                print(_frame_line(record), flush=True)
-            if any(sink.wants_stop for sink in self.sinks):
-                self.report.stopped_by = "display window closed"
-                self.stop.set()
-            if self.report.outputs and not self.sinks:  # every output it had has failed
-                self.report.stopped_by = "no output left"
-                self.stop.set()
+    def _draw_and_output(self, item: _Item) -> None:
+        frame, result, times = item.frame, item.result, item.times
+        self._output_times.append(time.perf_counter())
+        hud = self._hud(result, times)
+        with times.stage("draw"):
+            overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
+                                   result.cam01, hud)
+        record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
+        with times.stage("output"):
+            self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
+                                        record, frame.image))
+        self._account(frame, result, times)
+        others = [ms for name, ms in times.ms.items() if name not in ("refine", "capture")]
+        # auto's budget bounds how old the overlay is, not only the frame rate: a frame's age
+        # is the sum of its stages (overlap helps throughput, not age), so it gets the sum;
+        # capture time is mostly waiting for the camera, not work, so it does not count.
+        self.segmenter.refiner.observe_frame_time(sum(others) / 1000.0)
+        if self.options.print_frames:
+            print(_frame_line(record), flush=True)
+        if any(sink.wants_stop for sink in self.sinks):
+            self.report.stopped_by = "display window closed"
+            self.stop.set()
+        if self.report.outputs and not self.sinks:  # every output it had has failed
+            self.report.stopped_by = "no output left"
+            self.stop.set()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -223,7 +206,7 @@ class Pipeline:
 
     def _dropped(self) -> int:
         """Live frames never shown: overwritten in the capture thread or stale in a queue."""
-        return self.source.dropped + self._pipeline_dropped
+        return self.source.dropped + self._runner.dropped
 
     def _write_all(self, out: OutputFrame) -> None:
         for sink in list(self.sinks):
@@ -272,59 +255,6 @@ class Pipeline:
         if self.source.live:
             self.report.lag_frames.append(self._lag(frame))
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
-
-    def _put(self, stage: int, item) -> None:
-        """Hand `item` to the next stage. From a live source a full queue drops its oldest
-        frame (counted as dropped) so the overlay stays close to the newest capture; from
-        files every frame waits its turn."""
-        if self.source.live and item is not _END:
-            self._put_newest(self._queues[stage], item)
-            return
-        while True:
-            if self._failure is not None:
-                return
-            try:
-                self._queues[stage].put(item, timeout=_QUEUE_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def _put_newest(self, target: queue.Queue, item) -> None:
-        while True:
-            try:
-                target.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    stale = target.get_nowait()
-                except queue.Empty:
-                    continue
-                if stale is _END:  # never lose the end marker (it is put last anyway)
-                    target.put(stale)
-                    return
-                with self._drop_lock:
-                    self._pipeline_dropped += 1
-
-    def _drain(self, stage: int):
-        while True:
-            try:
-                item = self._queues[stage].get(timeout=_QUEUE_POLL_S)
-            except queue.Empty:
-                if self._failure is not None:
-                    return
-                continue
-            if item is _END:
-                return
-            yield item
-
-    def _guard(self, target) -> None:
-        """Run a stage; a failure stops the run and is re-raised on the calling thread."""
-        try:
-            target()
-        except BaseException as exc:  # handed to run(), which re-raises it
-            if self._failure is None:
-                self._failure = exc
-            self.stop.set()
 
 
 def _close_quietly(sink: FrameSink) -> None:

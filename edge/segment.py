@@ -13,8 +13,9 @@ import numpy as np
 from edge.config import Config, resolve_resource
 from edge.gate import MaskGate
 from edge.profiler import StageTimes
-from edge.refine import make_refiner
+from edge.refine import gil_holding_paths, make_refiner
 from edge.refine.base import Refiner
+from edge.refine.worker import RefineWorker
 from edge.runtime import CorrosionModel
 
 SKIPPED_PATH = "skipped"   # the gate stayed shut (edge/gate.py): empty mask, no refinement
@@ -42,9 +43,12 @@ class Segmenter:
     """
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
-                 gate: MaskGate | None = None) -> None:
+                 gate: MaskGate | None = None, refine_worker=None) -> None:
         self.model, self.refiner = model, refiner
         self.gate = gate if gate is not None else MaskGate(model.threshold)
+        # The worker process the refiner's GIL-holding paths run in (None: they run here).
+        # Whoever runs frames starts and closes it (edge/stages.py does, around the run).
+        self.refine_worker = refine_worker
 
     def infer(self, frame_bgr: np.ndarray, times: StageTimes):
         with times.stage("preprocess"):
@@ -69,10 +73,17 @@ class Segmenter:
         return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
 
 
-def build_segmenter(config: Config) -> Segmenter:
-    """The configured model, refine path and mask gate (shared by run, eval and bench)."""
+def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
+    """The configured model, refine path and mask gate (shared by run, eval and bench).
+
+    With `allow_worker` (run, bench) and refine.worker = process, the paths that hold the GIL
+    run in a RefineWorker (not started yet); eval refines photo by photo and keeps them here."""
     model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
                            config.model.runtime)
+    worker = None
+    in_worker = gil_holding_paths(config.refine.mode)
+    if allow_worker and config.refine.worker == "process" and in_worker:
+        worker = RefineWorker(config.refine, in_worker)
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
-                                         config.loop.target_fps),
-                     MaskGate.from_config(model.threshold, config.gate))
+                                         config.loop.target_fps, worker),
+                     MaskGate.from_config(model.threshold, config.gate), worker)

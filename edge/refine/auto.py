@@ -15,18 +15,21 @@ import time
 import numpy as np
 
 from edge.refine.base import RefineResult, Refiner
-from edge.refine.full import FullCrfRefiner
-from edge.refine.light import LightRefiner
 
 _COST_SMOOTHING = 0.2   # weight of the newest measurement in the running cost estimates
 
 
 class AutoRefiner(Refiner):
     name = "auto"
+    uses_paths = True
+    path_names = ("light", "full")
 
-    def __init__(self, settings, target_fps: float) -> None:
+    def __init__(self, settings, target_fps: float, worker=None) -> None:
         super().__init__(settings, target_fps)
-        self.paths = {"light": LightRefiner(settings), "full": FullCrfRefiner(settings)}
+        # With a worker the paths run there, so each cost measured below includes the hop.
+        from edge.refine import make_refiner
+        self.paths = {name: make_refiner(name, settings, 0.0, worker)
+                      for name in self.path_names}
         self.budget_s = 1.0 / target_fps
         self.cost_s: dict[str, float | None] = {"light": None, "full": None}
         self.other_s = 0.0

@@ -33,6 +33,9 @@ class Refiner(ABC):
     `refine` hands it a finite heatmap and a uint8 BGR frame whatever it was given."""
 
     name = "base"
+    holds_gil = False      # True: worth running in a worker process (edge/refine/worker.py)
+    uses_paths = False     # True: delegates to other paths (`auto`), named in path_names
+    path_names: tuple[str, ...] = ()
 
     def __init__(self, settings: RefineConfig, target_fps: float = 0.0) -> None:
         self.settings = settings

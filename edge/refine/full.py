@@ -11,6 +11,7 @@ from edge.refine.crf import crf_foreground, require_densecrf
 
 class FullCrfRefiner(Refiner):
     name = "full"
+    holds_gil = True   # pydensecrf keeps the GIL for the whole inference
 
     def __init__(self, settings, target_fps: float = 0.0) -> None:
         super().__init__(settings, target_fps)

@@ -37,6 +37,7 @@ def colour_clusters(frame_bgr: np.ndarray, clusters: int, colour_space: str) -> 
 
 class LightRefiner(Refiner):
     name = "light"
+    holds_gil = True   # pydensecrf keeps the GIL for the whole inference
 
     def __init__(self, settings, target_fps: float = 0.0) -> None:
         super().__init__(settings, target_fps)
