@@ -3,7 +3,9 @@
 
 Recipe (each step avoids one pitfall listed in DESIGN.md):
 1. clone the Keras model with builtin-op gradients (no Relu6Grad / depthwise backprop Flex ops);
-2. trace uint8 image -> (score, cam) with a GradientTape inside the tf.function;
+2. trace uint8 image -> (score, cam): at the last feature map before the pool in closed form
+   (no backward pass, see converter/gradcam.py), elsewhere with a GradientTape inside the
+   tf.function;
 3. freeze variables into constants (live variables leave READ_VARIABLE ops that return garbage);
 4. save the frozen function as a SavedModel signature so the outputs keep the names `score` and
    `cam` (freezing alone drops them), then convert that SavedModel;
@@ -25,7 +27,8 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from converter.builtin_grad import with_builtin_gradients
-from converter.gradcam import cam_from_gradients, cam_model, reference_gradcam_pp
+from converter.gradcam import (cam_from_gradients, cam_model, reference_gradcam_pp,
+                               spatially_constant_gradient)
 from converter.model import at_input_size
 from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
@@ -84,10 +87,20 @@ class FrozenCam:
         return self.function.outputs[self.output_names.index(name)].shape.as_list()
 
 
-def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> FrozenCam:
+def build_cam_function(model: keras.Model, cam_layer: str, input_size: int,
+                       closed_form: bool = True) -> FrozenCam:
     """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]} and, when the
-    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass."""
-    graph_model = with_builtin_gradients(model, input_size)
+    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass.
+
+    At the last feature map before the pool (out_relu) the CAM is the closed form of
+    converter/gradcam.py, a few ops after A; at earlier layers a GradientTape inside the graph
+    supplies dY/dA, through a clone with builtin-op gradients. `closed_form=False` forces the
+    tape everywhere (the benchmark's before/after).
+    """
+    sized = at_input_size(model, input_size)
+    constant_gradient = spatially_constant_gradient(sized, cam_layer) if closed_form else None
+    graph_model = sized if constant_gradient is not None else \
+        with_builtin_gradients(model, input_size)
     features = cam_model(graph_model, cam_layer)
     with_seg = has_head(graph_model)
     if with_seg:
@@ -97,10 +110,12 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> F
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
                                                 name="image")])
     def score_and_cam(image):
+        # The tape adds nothing to the graph unless it is asked for a gradient.
         with tf.GradientTape() as tape:
             outputs = features(tf.cast(image, tf.float32), training=False)
             activations, logit = outputs[0], outputs[1]
-        gradients = tape.gradient(logit, activations)
+        gradients = (constant_gradient if constant_gradient is not None
+                     else tape.gradient(logit, activations))
         named = {"score": tf.sigmoid(logit), "cam": cam_from_gradients(activations, gradients)}
         if with_seg:
             named["seg"] = outputs[2][..., 0]

@@ -92,6 +92,48 @@ def test_float32_cam_and_score_match_the_reference(tiny_keras, exported):
         assert cam.max() == pytest.approx(1.0, abs=1e-6)  # normalised by its maximum
 
 
+def test_closed_form_cam_at_the_last_feature_map_matches_the_gradient_tape(tiny_keras, tmp_path):
+    """At out_relu (-> GAP -> Dense) the exported CAM has no backward pass and still equals
+    the GradientTape reference, also with Dense weights that are zero (the zero-denominator
+    rule) or negative (relu(g) = 0) for some channels."""
+    import keras
+
+    from converter.export import ExportRequest, export
+    from converter.gradcam import (cam_from_gradients, cam_model, reference_gradcam_pp,
+                                   spatially_constant_gradient)
+    from edge.runtime import CorrosionModel, load_interpreter_class
+
+    model = keras.models.load_model(tiny_keras)
+    logit = model.get_layer("logit")
+    kernel, bias = logit.get_weights()
+    kernel[::3] = 0.0                      # g = 0: denominator 0, alpha 0 by the rule
+    kernel[1::3] = -np.abs(kernel[1::3])   # g < 0: no weight
+    logit.set_weights([kernel, bias])
+    model.save(tmp_path / "mixed.keras")
+    assert spatially_constant_gradient(model, CAM_LAYER) is None  # earlier layer: tape path
+    gradient = spatially_constant_gradient(model, "out_relu")
+    assert gradient.shape == (1, 1, 1, kernel.shape[0])
+
+    images = _synthetic_rgb(6, seed=60)
+    ref_scores, ref_cams = reference_gradcam_pp(model, "out_relu", images)
+    activations, _ = cam_model(model, "out_relu")(images.astype(np.float32))
+    np.testing.assert_allclose(cam_from_gradients(activations, gradient).numpy(), ref_cams,
+                               atol=1e-6)
+    assert any(cam.std() > 0.1 for cam in ref_cams)  # maps with structure, not all flat
+
+    out = tmp_path / "closed.tflite"
+    export(ExportRequest(str(tmp_path / "mixed.keras"), str(out), "float32", "out_relu", SIZE,
+                         verify_images=0))
+    interpreter_class, _ = load_interpreter_class("auto")
+    names = [d["name"] for d in interpreter_class(model_path=str(out)).get_tensor_details()]
+    assert not [n for n in names if "gradient" in n.lower()]  # no backward pass in the graph
+    runtime = CorrosionModel(out, threads=1)
+    for image, ref_score, ref_cam in zip(images, ref_scores, ref_cams):
+        score, cam, _ = runtime.invoke_rgb(image)
+        assert abs(score - ref_score) <= 1e-5
+        np.testing.assert_allclose(cam, ref_cam, atol=1e-5)
+
+
 def test_op_list_is_builtin_only_and_outputs_are_named(exported):
     from converter.export import op_names
     from edge.runtime import CorrosionModel
@@ -147,7 +189,8 @@ def test_int8_cam_of_the_trained_model_on_real_images(tmp_path):
     assert report["cam_mask_iou_at_0.5_mean"] >= 0.65
 
 
-def test_all_zero_cam_stays_zero_without_nan(tmp_path):
+@pytest.mark.parametrize("cam_layer", [CAM_LAYER, "out_relu"])  # tape path, closed form
+def test_all_zero_cam_stays_zero_without_nan(tmp_path, cam_layer):
     import keras
 
     from converter.export import ExportRequest, export
@@ -160,7 +203,7 @@ def test_all_zero_cam_stays_zero_without_nan(tmp_path):
     logit.set_weights([np.zeros_like(w) for w in logit.get_weights()])  # no gradient at all
     model.save(tmp_path / "flat.keras")
     out = tmp_path / "flat.tflite"
-    export(ExportRequest(str(tmp_path / "flat.keras"), str(out), "float32", CAM_LAYER, 64,
+    export(ExportRequest(str(tmp_path / "flat.keras"), str(out), "float32", cam_layer, 64,
                          verify_images=0))
     score, cam, _ = CorrosionModel(out, threads=1).invoke_rgb(_synthetic_rgb(1, 64)[0])
     assert score == pytest.approx(0.5)
