@@ -102,7 +102,8 @@ def pooled_logit_kernel(model: keras.Model, cam_layer: str) -> tf.Tensor | None:
     if not (isinstance(layer, keras.layers.GlobalAveragePooling2D)
             and layer.data_format == "channels_last"):
         return None
-    if _producer(layer) is not model.get_layer(cam_layer):
+    feature_map = _producer(layer)
+    if feature_map is None or feature_map.name != cam_layer:
         return None
     return logit.kernel[:, 0]
 
