@@ -63,7 +63,8 @@ def main() -> None:
             row["cam_overhead_ratio"] = row["score_and_cam"] / row["plain_classifier"]
             row["tape_cam_overhead_ratio"] = row["score_and_cam_tape"] / row["plain_classifier"]
             if "score_cam_and_seg" in row:
-                row["seg_overhead_ratio_v2_over_v1"] = row["score_cam_and_seg"] / row["score_and_cam"]
+                row["seg_overhead_ratio_v2_over_v1"] = (row["score_cam_and_seg"]
+                                                        / row["score_and_cam"])
             rows[f"threads_{threads}"] = row
         sizes = {f"{name}_bytes": path.stat().st_size for name, path in variants.items()}
     report = {"model": str(DEFAULT_TFLITE), "cam_layer": layer, "input_size": size,
