@@ -21,14 +21,25 @@ if str(ROOT) not in sys.path:
 
 def median_ms(fn, repeats: int = 50, warmup: int = 5) -> float:
     """Median wall time of fn() in ms, after `warmup` untimed calls."""
+    return interleaved_median_ms({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_median_ms(fns: dict, repeats: int = 300, warmup: int = 30) -> dict:
+    """Median wall time in ms of each fn in `fns` (name -> fn), timed in turns: every round
+    calls each fn once, in a rotating order, so a slow spell of a shared machine hits all of
+    them alike and their ratios stay fair."""
+    names = list(fns)
     for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return float(np.median(samples))
+        for name in names:
+            fns[name]()
+    samples = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            fns[name]()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: float(np.median(times)) for name, times in samples.items()}
 
 
 def machine() -> dict:

@@ -3,7 +3,9 @@
 
 Recipe (each step avoids one pitfall listed in DESIGN.md):
 1. clone the Keras model with builtin-op gradients (no Relu6Grad / depthwise backprop Flex ops);
-2. trace uint8 image -> (score, cam) with a GradientTape inside the tf.function;
+2. trace uint8 image -> (score, cam): at the last feature map before the pool in closed form
+   (no backward pass, see converter/gradcam.py), elsewhere with a GradientTape inside the
+   tf.function;
 3. freeze variables into constants (live variables leave READ_VARIABLE ops that return garbage);
 4. save the frozen function as a SavedModel signature so the outputs keep the names `score` and
    `cam` (freezing alone drops them), then convert that SavedModel;
@@ -13,7 +15,9 @@ Recipe (each step avoids one pitfall listed in DESIGN.md):
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +29,8 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from converter.builtin_grad import with_builtin_gradients
-from converter.gradcam import cam_from_gradients, cam_model, reference_gradcam_pp
+from converter.gradcam import (cam_from_gradients, cam_model, closed_form_cam,
+                               pooled_logit_kernel, reference_gradcam_pp)
 from converter.model import at_input_size
 from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
@@ -39,11 +44,14 @@ _QUANT_NOTES = {
                "computes in float32) with CAM correlation ~0.9997; the shipped choice.",
     "dynamic": "dynamic-range int8 weights: smallest file but about 2x slower on x86 CPUs "
                "(hybrid kernels) and CAM correlation ~0.996.",
-    "int8": "int8 forward pass, float gradient path: fastest, but the CAM drifts (correlation "
-            "~0.97, IoU@0.5 ~0.83); use only where float is too slow.",
+    "int8": "int8 forward pass except the 20 layers int8 rounds worst (kept float) and the "
+            "float CAM tail: CAM correlation ~0.99, IoU@0.5 ~0.92 with float, but with those "
+            "float layers no smaller or faster than float16 on x86 CPUs.",
 }
 _FORBIDDEN_OPS = ("FLEX", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CUSTOM")
 _INPUT_MULTIPLE_PX = 32  # MobileNetV2 halves the resolution five times
+_INT8_FLOAT_LAYERS = 20  # forward layers int8 rounds worst, kept float (benchmarks/quantization.py)
+_INT8_DEBUG_IMAGES = 8   # calibration images the per-layer int8 error is measured on
 
 
 @dataclass(frozen=True)
@@ -84,10 +92,20 @@ class FrozenCam:
         return self.function.outputs[self.output_names.index(name)].shape.as_list()
 
 
-def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> FrozenCam:
+def build_cam_function(model: keras.Model, cam_layer: str, input_size: int,
+                       closed_form: bool = True) -> FrozenCam:
     """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]} and, when the
-    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass."""
-    graph_model = with_builtin_gradients(model, input_size)
+    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass.
+
+    At the last feature map before the pool (out_relu) the CAM is the closed form of
+    converter/gradcam.py, a few ops after A; at earlier layers a GradientTape inside the graph
+    supplies dY/dA, through a clone with builtin-op gradients. `closed_form=False` forces the
+    tape everywhere (the benchmark's before/after).
+    """
+    sized = at_input_size(model, input_size)
+    logit_kernel = pooled_logit_kernel(sized, cam_layer) if closed_form else None
+    graph_model = sized if logit_kernel is not None else \
+        with_builtin_gradients(model, input_size)
     features = cam_model(graph_model, cam_layer)
     with_seg = has_head(graph_model)
     if with_seg:
@@ -97,11 +115,13 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int) -> F
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
                                                 name="image")])
     def score_and_cam(image):
+        # The tape adds nothing to the graph unless it is asked for a gradient.
         with tf.GradientTape() as tape:
             outputs = features(tf.cast(image, tf.float32), training=False)
             activations, logit = outputs[0], outputs[1]
-        gradients = tape.gradient(logit, activations)
-        named = {"score": tf.sigmoid(logit), "cam": cam_from_gradients(activations, gradients)}
+        cam = (closed_form_cam(activations, logit_kernel) if logit_kernel is not None
+               else cam_from_gradients(activations, tape.gradient(logit, activations)))
+        named = {"score": tf.sigmoid(logit), "cam": cam}
         if with_seg:
             named["seg"] = outputs[2][..., 0]
         return named
@@ -159,12 +179,17 @@ def convert(frozen: FrozenCam, quant: str, representative: np.ndarray | None) ->
 
 
 def _int8_forward_float_gradient(converter, representative: np.ndarray | None) -> bytes:
-    """int8 for the classifier's forward pass; the gradient and Grad-CAM++ tail stay float.
+    """int8 for the classifier's forward pass, except the layers int8 rounds worst; the
+    gradient and Grad-CAM++ tail stay float.
 
     Fully int8, the gradients (1e-3..1e-9) quantise to zero and the CAM vanishes; the
     calibrator also quantises the final division and then fails on a zero divisor. So every
     tensor that is not a forward activation of the Keras model is kept out of quantisation.
-    Input (uint8) and outputs (float32) keep the contract's types.
+    Quantising every forward layer then drifts the CAM (correlation 0.971, IoU@0.5 0.83 with
+    the float map on real photos) and neither the CAM layer in float nor 3x the calibration
+    images helps: the error starts early (MobileNetV2's depthwise layers). So a first pass
+    measures each layer's int8 error (TFLite's quantization debugger) and the worst ones stay
+    float (selective quantisation). Input (uint8) and outputs (float32) keep the contract's types.
     """
     if representative is None or not len(representative):
         raise ConfigError("--quant int8 needs --rep-data DIR with images to calibrate on")
@@ -176,13 +201,35 @@ def _int8_forward_float_gradient(converter, representative: np.ndarray | None) -
     # Forward activations live under the Keras model's scope ("functional..."); gradients are
     # under gradient_tape/ or in the custom-gradient functions (no model scope).
     not_forward = [n for n in names if not n.startswith("functional") or "gradient_tape" in n]
-    c = converter()
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = lambda: ([image[None]] for image in representative)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=c, debug_dataset=lambda: ([image[None]] for image in representative[:4]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=not_forward))
-    return debugger.get_nondebug_quantized_model()
+
+    def debugger(denylist):
+        c = converter()
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = lambda: ([image[None]] for image in representative)
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=c,
+            debug_dataset=lambda: ([image[None]] for image in representative[:_INT8_DEBUG_IMAGES]),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=denylist))
+
+    first = debugger(not_forward)
+    first.run()
+    worst = _worst_quantised_layers(first, _INT8_FLOAT_LAYERS)
+    return debugger(not_forward + worst).get_nondebug_quantized_model()
+
+
+def _worst_quantised_layers(debugger, count: int) -> list[str]:
+    """The `count` tensors with the largest int8 error in units of their own step
+    (RMSE / scale: 0.29 is plain rounding, more means the layer's range hurts it)."""
+    table = io.StringIO()
+    debugger.layer_statistics_dump(table)
+    table.seek(0)
+    errors = {}
+    for row in csv.DictReader(table):
+        scale = float(row["scale"] or 0)
+        if scale > 0:
+            errors[row["tensor_name"]] = float(row["mean_squared_error"]) ** 0.5 / scale
+    return sorted(errors, key=errors.get, reverse=True)[:count]
 
 
 def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> np.ndarray:
