@@ -66,17 +66,13 @@ class RecentFindings:
                                           overlay_bgr)
 
     def summaries(self) -> list[dict]:
-        """Newest first, the open window's best frame included (it is already worth seeing)."""
+        """Newest first."""
         now = time.perf_counter()
-        with self._lock:
-            shown = list(self._kept) + ([self._candidate] if self._candidate else [])
-        return [finding.summary(now) for finding in reversed(shown)][:_KEEP]
+        return [finding.summary(now) for finding in reversed(self._shown())]
 
     def jpeg(self, finding_id: int, size: str) -> bytes | None:
         """The finding's overlay as JPEG (`size` in SIZES), or None when it is no longer kept."""
-        with self._lock:
-            shown = list(self._kept) + ([self._candidate] if self._candidate else [])
-        finding = next((f for f in shown if f.id == finding_id), None)
+        finding = next((f for f in self._shown() if f.id == finding_id), None)
         if finding is None:
             return None
         if size not in finding.jpegs:
@@ -90,6 +86,18 @@ class RecentFindings:
                 return None
             finding.jpegs[size] = encoded.tobytes()
         return finding.jpegs[size]
+
+    def _shown(self) -> list[Finding]:
+        """The findings of closed windows only: the open window's best frame may still be
+        replaced by a larger one, and a viewer who clicked its thumbnail would then get a 404.
+        A window whose time is up is closed here too, so the last one of a run that has
+        stopped sending frames is shown."""
+        with self._lock:
+            if self._window_start is not None and \
+                    time.perf_counter() - self._window_start >= _WINDOW_S:
+                self._close_window()
+                self._window_start = None
+            return list(self._kept)
 
     def _close_window(self) -> None:
         if self._candidate is not None:

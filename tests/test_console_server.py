@@ -54,7 +54,21 @@ def test_frames_under_the_minimum_area_or_invalid_are_not_findings():
     assert findings.summaries() == []
 
 
-def test_the_route_serves_thumbnails_and_full_size_behind_the_token():
+def test_an_open_windows_best_frame_is_shown_once_its_window_has_closed(monkeypatch):
+    """Its frame may still be replaced by a larger one until then (a click on it would 404)."""
+    monkeypatch.setattr(live_findings, "_WINDOW_S", 0.2)
+    findings = RecentFindings(80)
+    for index, area in ((1, 0.1), (2, 0.3)):
+        image, record = _frame(index, area)
+        findings.offer(record, image)
+    assert findings.summaries() == [] and findings.jpeg(2, "thumb") is None
+    time.sleep(0.25)  # no frame arrives: the run has paused or stopped
+    assert [f["id"] for f in findings.summaries()] == [2]
+    assert findings.jpeg(2, "thumb") is not None
+
+
+def test_the_route_serves_thumbnails_and_full_size_behind_the_token(monkeypatch):
+    monkeypatch.setattr(live_findings, "_WINDOW_S", 0.0)  # every frame closes its window
     sink = HttpFeedSink("127.0.0.1", 0, "s3cret", 70, 4)
     base = f"http://127.0.0.1:{sink.port}/finding.jpg"
     try:

@@ -898,8 +898,9 @@ def test_native_log_lines_only_with_verbose(tmp_path, verbose):
                   "--source", f"rtsp://127.0.0.1:{port}/x")
     assert result.returncode == 3
     noise = ("INFO: Created TensorFlow Lite", "Connection refused", "[ WARN")
-    if verbose:
-        assert all(line in result.stderr for line in noise), result.stderr
+    if verbose:  # which of FFmpeg's and OpenCV's lines come depends on how far each try got
+        assert noise[0] in result.stderr, result.stderr
+        assert any(line in result.stderr for line in noise[1:]), result.stderr
     else:
         assert not any(line in result.stderr for line in noise), result.stderr
 
