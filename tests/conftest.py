@@ -35,3 +35,14 @@ needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="needs the train extr
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+def video_frames(path) -> int:
+    """Frames a video file really holds, decoded one by one (its header may say otherwise)."""
+    import cv2  # here, not at the top: conftest is imported before any test needs OpenCV
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count

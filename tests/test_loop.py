@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, video_frames
 from edge.app import RunRequest, run_loop
 from edge.config import load_config
 from edge.errors import SinkError, SourceError
@@ -27,15 +27,6 @@ def _config(**overrides):
     return load_config(overrides={**base, **overrides})
 
 
-def _video_frames(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 def test_synthetic_source_to_video_log_and_masks_with_exact_accounting(tmp_path):
     request = RunRequest("synthetic://?width=160&height=120&frames=24&seed=3",
                          (str(tmp_path / "out.mp4"),), str(tmp_path / "frames.jsonl"),
@@ -43,7 +34,7 @@ def test_synthetic_source_to_video_log_and_masks_with_exact_accounting(tmp_path)
     report = run_loop(_config(), request)
     records = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
     assert report.frames_read == report.frames_processed + report.dropped == 24
-    assert len(records) == 24 == _video_frames(tmp_path / "out.mp4")
+    assert len(records) == 24 == video_frames(tmp_path / "out.mp4")
     assert [r["index"] for r in records] == list(range(24))
     assert {"index", "captured_at", "output_at", "score", "corroded_fraction", "path", "ms",
             "dropped"} <= set(records[0])
@@ -131,7 +122,7 @@ def test_video_stays_playable_after_a_signal(tmp_path, sig):
     assert process.returncode == 128 + sig, err  # a stopped run is told from a finished one
     lines = log.read_text().splitlines()
     assert all(json.loads(line)["index"] >= 0 for line in lines)  # complete, valid JSON
-    assert _video_frames(video) == len(lines) >= 10
+    assert video_frames(video) == len(lines) >= 10
     assert f"stopped by {signal.Signals(sig).name}" in out
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, video_frames
 from edge.app import build_segmenter
 from edge.config import load_config
 from edge.errors import SourceError
@@ -180,15 +180,6 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def _video_frames(path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
-
-
 def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worker(tmp_path):
     video, log = tmp_path / "run.mp4", tmp_path / "run.jsonl"
     process = subprocess.Popen(
@@ -209,7 +200,7 @@ def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worke
     assert read == processed + dropped and processed >= 10
     lines = log.read_text().splitlines()
     assert len(lines) == processed and all(json.loads(line)["path"] for line in lines)
-    assert _video_frames(video) == processed
+    assert video_frames(video) == processed
     assert "stopped by SIGINT" in out and "Traceback" not in err
 
 
