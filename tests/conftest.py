@@ -46,3 +46,22 @@ def video_frames(path) -> int:
         count += 1
     capture.release()
     return count
+
+
+LIVE_TEST_SOURCE = "synthetic://?width=160&height=120&frames=0&fps=30"  # a paced camera
+
+
+def start_logged_run(log: Path, *args: str, lines: int = 10, timeout_s: float = 60,
+                     **popen):
+    """A headless `rustseg run` of LIVE_TEST_SOURCE logging to `log`, returned once `lines`
+    frames are logged (or `timeout_s` has passed: the caller's assertions then say why)."""
+    import subprocess
+    import time
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--source", LIVE_TEST_SOURCE, "--log",
+         str(log), "--quiet", "--headless", *args], cwd=ROOT, **popen)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < lines):
+        time.sleep(0.2)
+    return process

@@ -1,10 +1,7 @@
 """The on-device loop: sources, outputs, the live page and clean shutdown."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -13,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, video_frames
+from conftest import start_logged_run, video_frames
 from edge.app import RunRequest, run_loop
 from edge.config import load_config
 from edge.errors import SinkError, SourceError
@@ -109,14 +106,7 @@ def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_video_stays_playable_after_a_signal(tmp_path, sig):
     video, log = tmp_path / "run.mp4", tmp_path / "run.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--source",
-         "synthetic://?width=160&height=120&frames=0&fps=30", "--output", str(video),
-         "--log", str(log), "--refine", "none", "--quiet", "--headless"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 10):
-        time.sleep(0.2)
+    process = start_logged_run(log, "--output", str(video), "--refine", "none", timeout_s=30)
     process.send_signal(sig)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 128 + sig, err  # a stopped run is told from a finished one

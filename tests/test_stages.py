@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, video_frames
+from conftest import ROOT, start_logged_run, video_frames
 from edge.app import build_segmenter
 from edge.config import load_config
 from edge.errors import SourceError
@@ -182,14 +182,7 @@ def _children(pid: int) -> dict[int, str]:
 
 def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worker(tmp_path):
     video, log = tmp_path / "run.mp4", tmp_path / "run.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--source",
-         "synthetic://?width=160&height=120&frames=0&fps=30", "--output", str(video),
-         "--log", str(log), "--refine", "full", "--quiet", "--headless"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 10):
-        time.sleep(0.2)
+    process = start_logged_run(log, "--output", str(video), "--refine", "full")
     workers = [pid for pid, cmd in _children(process.pid).items() if "spawn_main" in cmd]
     process.send_signal(signal.SIGINT)  # the worker ignores it; the parent closes it
     out, err = process.communicate(timeout=60)
@@ -206,14 +199,8 @@ def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worke
 
 def test_a_killed_loop_leaves_no_worker_behind(tmp_path):
     log = tmp_path / "run.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--source",
-         "synthetic://?width=160&height=120&frames=0&fps=30", "--log", str(log),
-         "--refine", "full", "--quiet", "--headless"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 3):
-        time.sleep(0.2)
+    process = start_logged_run(log, "--refine", "full", lines=3, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, text=False)
     workers = [pid for pid, cmd in _children(process.pid).items() if "spawn_main" in cmd]
     process.kill()  # no finally runs: the worker must notice on its own
     process.wait(timeout=30)
