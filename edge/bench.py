@@ -17,7 +17,8 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass, replace
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
 
@@ -128,35 +129,33 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
     cpus = sorted(os.sched_getaffinity(0))
     if request.cpus is not None:
         cpus = pin_to_cpus(request.cpus)
-        config = replace(config, model=replace(config.model, threads=request.cpus))
-    init_started = time.perf_counter()
-    segmenter = build_segmenter(config, allow_worker=True)
-    model = segmenter.model
-    init_ms = (time.perf_counter() - init_started) * 1000
-    feed = _FrameFeed(request)
-    measured = _Measured(request.warmup)
-    progress = Progress(request.warmup + request.frames, "bench")
-    worker = segmenter.refine_worker
+        config = config.replace({"model.threads": request.cpus})
+    with ExitStack() as stack:
+        # Start-up, the refine worker's spawn included, counts as init, not as frame time.
+        init_started = time.perf_counter()
+        segmenter = build_segmenter(config, allow_worker=True)
+        worker = segmenter.refine_worker
+        if worker is not None:
+            stack.enter_context(worker)
+        init_ms = (time.perf_counter() - init_started) * 1000
+        worker_cpus = sorted(os.sched_getaffinity(worker.pid)) if worker is not None else None
+        model = segmenter.model
+        feed = stack.enter_context(closing(_FrameFeed(request)))
+        measured = _Measured(request.warmup)
+        progress = stack.enter_context(closing(Progress(request.warmup + request.frames,
+                                                        "bench")))
 
-    worker_cpus = []
+        def consume(item: _BenchItem) -> None:
+            measured.add(item)
+            progress.update()
 
-    def consume(item: _BenchItem) -> None:
-        measured.add(item)
-        progress.update()
-        if worker is not None and not worker_cpus:  # read back while the worker runs
-            worker_cpus.extend(sorted(os.sched_getaffinity(worker.pid)))
-
-    started = time.perf_counter()
-    try:
+        started = time.perf_counter()
         StageRunner(live=False, overlap=False).run(
             _decoded(feed, request.warmup + request.frames),
             [Stage("infer", lambda item: _infer(segmenter, item)),
              Stage("refine", lambda item: _refine(segmenter, config, item), worker)],
             consume)
-    finally:
-        progress.close()
-        feed.close()
-    wall_s = time.perf_counter() - started
+        wall_s = time.perf_counter() - started
     stages = {name: summarize(values) for name, values in measured.samples.items()}
     mean_total = stages["total"]["mean"] or 0.0
     report = {
@@ -166,7 +165,7 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
         "refine": config.refine.mode, "paths_used": measured.paths, "source": feed.describe,
         "refine_worker": "process" if worker is not None else "thread",
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus": cpus,
-        "worker_cpus": worker_cpus or None,
+        "worker_cpus": worker_cpus,
         "machine": platform.machine(),
         "frames": request.frames, "warmup": request.warmup, "source_loops": feed.loops,
         "init_ms": init_ms, "first_frame_ms": measured.first_frame_ms,
@@ -231,9 +230,7 @@ def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchIte
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
                               result.path))
-    # Stages run one after the other here, so `auto`'s budget holds the sum of the others.
-    others_ms = sum(ms for name, ms in times.ms.items() if name != "refine")
-    segmenter.refiner.observe_frame_time(others_ms / 1000.0)
+    segmenter.observe_frame(times)
     return item
 
 

@@ -183,11 +183,7 @@ class Pipeline:
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
                                         record, frame.image))
         self._account(frame, result, times)
-        others = [ms for name, ms in times.ms.items() if name not in ("refine", "capture")]
-        # auto's budget bounds how old the overlay is, not only the frame rate: a frame's age
-        # is the sum of its stages (overlap helps throughput, not age), so it gets the sum;
-        # capture time is mostly waiting for the camera, not work, so it does not count.
-        self.segmenter.refiner.observe_frame_time(sum(others) / 1000.0)
+        self.segmenter.observe_frame(times)
         if self.options.print_frames:
             print(_frame_line(record), flush=True)
         if any(sink.wants_stop for sink in self.sinks):

@@ -19,6 +19,7 @@ from edge.refine.worker import RefineWorker
 from edge.runtime import CorrosionModel
 
 SKIPPED_PATH = "skipped"   # the gate stayed shut (edge/gate.py): empty mask, no refinement
+_NOT_IN_BUDGET = ("refine", "capture")   # stages left out of `auto`'s per-frame budget
 
 
 @dataclass
@@ -67,6 +68,16 @@ class Segmenter:
             mask, path = result.mask, result.path
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
                            times)
+
+    def observe_frame(self, times: StageTimes) -> None:
+        """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
+
+        The budget bounds how old the overlay is, not only the frame rate: a frame's age is the
+        sum of its stages (overlap helps throughput, not age), so it gets the sum of every stage
+        but refine itself; capture is mostly waiting for the camera, not work, so it does not
+        count either."""
+        others_ms = sum(ms for name, ms in times.ms.items() if name not in _NOT_IN_BUDGET)
+        self.refiner.observe_frame_time(others_ms / 1000.0)
 
     def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
         times = times if times is not None else StageTimes()
