@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import Config, resolve_resource
+from edge.config import Config
 from edge.footage_guard import check_no_overwrite
 from edge.pipeline import LoopOptions, Pipeline, RunReport
 from edge.record import RecordLayout

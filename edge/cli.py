@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from edge import native_logs
-from edge.config import Config, describe_key, load_config, resolve_resource
+from edge.config import Config, describe_key, load_config
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
 from edge.writable import check_option_writable
 

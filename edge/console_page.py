@@ -12,17 +12,10 @@ from __future__ import annotations
 import html
 import json
 
-from edge.segment import SKIPPED_PATH
+from edge.segment import PATH_MEANINGS
 
 _POLL_MS = 500
 _CHART_S = 60            # the chart's time span
-
-PATH_MEANINGS = {  # the refine paths a frame record names (edge/refine, edge/segment.py)
-    "light": "k-means colour clusters vetted by the evidence, then a short dense CRF",
-    "full": "the full dense CRF at reduced resolution",
-    "none": "the model's evidence thresholded, no refinement",
-    SKIPPED_PATH: "the model saw no corrosion, so no mask was made (the gate stayed shut)",
-}
 
 _STYLE = """
 *{box-sizing:border-box}

@@ -9,7 +9,6 @@ SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -21,14 +20,14 @@ from pathlib import Path
 from edge.config import Config
 from edge.errors import ConfigError, RustsegError
 from edge.findings import FindingRule, FindingSink
+from edge.modelcard import file_sha256
 from edge.record import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
                          ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
                          flight_stats)
 from edge.sinks import FrameSink, JsonlLogSink, VideoFileSink
-from edge.writable import make_folder
+from edge.writable import disk_full, make_folder
 
 _SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at the end
-_LOW_DISK_BYTES = 1 << 20             # under this free at the end: the disk is full
 
 
 class RunRecorder:
@@ -123,22 +122,14 @@ def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
     if failure is not None:
         if isinstance(failure, KeyboardInterrupt):
             return ENDED_SIGINT
-        return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_ERROR
+        return ENDED_DISK_FULL if disk_full(root) else ENDED_ERROR
     if report.interrupted_by:
         return report.interrupted_by
     if report.lost_outputs:
-        return ENDED_DISK_FULL if _disk_is_full(root) else ENDED_OUTPUT_LOST
+        return ENDED_DISK_FULL if disk_full(root) else ENDED_OUTPUT_LOST
     if report.stopped_by.startswith("--frames"):
         return ENDED_FRAME_LIMIT
     return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
-
-
-def _disk_is_full(root: Path) -> bool:
-    try:
-        stats = os.statvfs(root)
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize < _LOW_DISK_BYTES
 
 
 def _one_line(exc: BaseException) -> str:
@@ -172,7 +163,7 @@ def _versions(segmenter) -> dict:
 
 def _sha256_file(path: Path) -> str | None:
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(Path(path))
     except OSError:
         return None
 

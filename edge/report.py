@@ -22,6 +22,9 @@ import numpy as np
 from edge.errors import DataError, MissingDependencyError
 from edge.profiler import summarize
 from edge.record import ENDED_RUNNING, RECORD_FORMAT, RecordLayout, flight_stats
+from edge.segment import PATH_MEANINGS
+
+_PATHS_EXPLAINED = "; ".join(f"{path}: {meaning}" for path, meaning in PATH_MEANINGS.items())
 
 ENDED_CUT_SHORT = "cut short (no final summary: the process died or the disk was full)"
 _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path", "lat", "lon",
@@ -252,8 +255,7 @@ the score is the model's probability that the frame shows corrosion.</p>
 (min_area: share of the frame; gap: frames between findings). All findings: findings.csv.</p>
 <div class="cards">{cards or "<p>No finding: no frame reached the floor.</p>"}</div>
 <h2>Refine paths used</h2>
-<p>light: k-means + short CRF; full: dense CRF; none: thresholded evidence; skipped: the gate
-found no corrosion, so no mask was made.</p>
+<p>{e(_PATHS_EXPLAINED)}.</p>
 <table><tr><th>path</th><th>frames</th><th>share</th></tr>{paths}</table>
 <h2>Timing (ms per frame)</h2>
 <table><tr><th>stage</th><th>mean</th><th>p50</th><th>p95</th><th>count</th></tr>{stages}</table>

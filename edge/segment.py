@@ -19,6 +19,13 @@ from edge.refine.worker import RefineWorker
 from edge.runtime import CorrosionModel
 
 SKIPPED_PATH = "skipped"   # the gate stayed shut (edge/gate.py): empty mask, no refinement
+# What each path a frame record names means, for people: the console and the report show it.
+PATH_MEANINGS = {
+    "light": "k-means colour clusters vetted by the evidence, then a short dense CRF",
+    "full": "the full dense CRF at reduced resolution",
+    "none": "the model's evidence thresholded, no refinement",
+    SKIPPED_PATH: "the model saw no corrosion, so no mask was made (the gate stayed shut)",
+}
 _NOT_IN_BUDGET = ("refine", "capture")   # stages left out of `auto`'s per-frame budget
 
 

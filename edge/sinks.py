@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SinkError
-from edge.writable import check_writable, make_folder
+from edge.writable import check_writable, disk_full, make_folder
 
 _VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 _IMAGE_QUALITY = 90
@@ -113,7 +113,7 @@ class VideoFileSink(FrameSink):
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image)
         self.written += 1
-        if not self.path.exists() or (self.written % 30 == 0 and _disk_full(self.path)):
+        if not self.path.exists() or (self.written % 30 == 0 and disk_full(self.path.parent)):
             raise SinkError(f"output {self.path}: the disk is full or the file vanished")
 
     def close(self) -> None:
@@ -235,14 +235,6 @@ def write_image(path: Path, image: np.ndarray, params: list) -> None:
         encoded.tofile(str(path))
     except OSError as exc:
         raise SinkError(f"output {path}: write failed ({exc.strerror or exc})") from None
-
-
-def _disk_full(path: Path) -> bool:
-    try:
-        stats = os.statvfs(path.parent)
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize < 1 << 20  # under 1 MB left
 
 
 def open_output(uri: str, fps: float, http_settings=None, headless: bool = False,

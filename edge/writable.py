@@ -46,3 +46,17 @@ def check_option_writable(path: str | os.PathLike | None, option: str) -> None:
         check_writable(target)
     except OSError as exc:
         raise ConfigError(f"{option} {target}: cannot write ({exc.strerror})") from None
+
+
+_LOW_DISK_BYTES = 1 << 20   # less than this left free: the disk counts as full
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the filesystem holding `folder` is (nearly) full. Writers that report no errors
+    themselves (OpenCV's VideoWriter) and the end-of-run summary use it to tell "disk full"
+    from other failures; an unreadable folder counts as not full."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < _LOW_DISK_BYTES

@@ -158,11 +158,11 @@ def _model_payload(job: Job) -> dict:
 
 def _local_model_path(payload: dict) -> str:
     """The model on this node: the shared path if its bytes match, else a cache copy."""
-    from edge.modelcard import sha256_hex
+    from edge.modelcard import file_sha256
 
     shared = Path(payload["path"])
     try:
-        if sha256_hex(shared.read_bytes()) == payload["sha256"]:
+        if file_sha256(shared) == payload["sha256"]:
             return str(shared)
     except OSError:
         pass

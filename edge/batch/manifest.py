@@ -14,7 +14,6 @@ Ctrl-C or a crash never leaves a half-written manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -22,18 +21,10 @@ from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.errors import DataError
+from edge.modelcard import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 _FORMAT = "rustseg-batch-manifest/1"
-_HASH_CHUNK_BYTES = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(item: BatchInput) -> list[dict]:

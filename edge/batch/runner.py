@@ -21,11 +21,12 @@ from tqdm import tqdm
 from edge.batch.engines import ENGINES, check_engine
 from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
-from edge.batch.manifest import Manifest, file_sha256, fingerprint
+from edge.batch.manifest import Manifest, fingerprint
 from edge.batch.progress import FrameWatcher
 from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
+from edge.modelcard import file_sha256
 from edge.record import RecordLayout
 
 EXIT_SOME_FAILED = 6
