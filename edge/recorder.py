@@ -25,7 +25,7 @@ from edge.record import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_
                          ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
                          flight_stats)
 from edge.sinks import FrameSink, JsonlLogSink, VideoFileSink
-from edge.writable import disk_full, make_folder
+from edge.writable import disk_full, make_folder, write_atomic
 
 _SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at the end
 
@@ -169,10 +169,7 @@ def _sha256_file(path: Path) -> str | None:
 
 
 def _write_json(path: Path, value: dict) -> None:
-    """Whole-file write through a temporary file, so a reader never sees half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def _padded(value: dict) -> bytes:

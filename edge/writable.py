@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 from edge.errors import ConfigError
@@ -60,3 +61,20 @@ def disk_full(folder: Path) -> bool:
     except OSError:
         return False
     return stats.f_bavail * stats.f_frsize < _LOW_DISK_BYTES
+
+
+def write_atomic(path: Path, data: str | bytes, fsync: bool = False) -> None:
+    """Replace `path` whole: write a temporary file beside it, then rename it over `path`, so a
+    reader (or a run cut short) never sees half a file. Concurrent writers each get their own
+    temporary name; `fsync` also survives a power cut (the batch manifest needs that)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data.encode() if isinstance(data, str) else data)
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

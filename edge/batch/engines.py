@@ -16,7 +16,6 @@ cache folder named after the model's sha256.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from typing import Callable
 from edge import native_logs
 from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
 from edge.errors import MissingDependencyError, RustsegError
+from edge.writable import write_atomic
 
 OnDone = Callable[[dict], None]
 
@@ -172,9 +172,7 @@ def _local_model_path(payload: dict) -> str:
         cache.mkdir(parents=True, exist_ok=True)
         for target, data in ((model.with_suffix(".json"), payload["card"]),
                              (model, payload["tflite"])):  # the model last: it marks complete
-            temp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
-            temp.write_bytes(data)
-            os.replace(temp, target)
+            write_atomic(target, data)
     return str(model)
 
 

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from edge.record import RecordLayout
+from edge.writable import write_atomic
 
 COLUMNS = ("input", "status", "frames", "corroded_share", "max_corroded_area", "wall_s",
            "error", "report")
@@ -37,8 +38,8 @@ def write_index(rows: list[dict], out_dir: Path) -> None:
     writer = csv.DictWriter(buffer, COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(out_dir / "index.csv", buffer.getvalue())
-    _write_atomic(out_dir / "index.html", _html(rows))
+    write_atomic(out_dir / "index.csv", buffer.getvalue())
+    write_atomic(out_dir / "index.html", _html(rows))
 
 
 def _html(rows: list[dict]) -> str:
@@ -65,9 +66,3 @@ def _html(rows: list[dict]) -> str:
             f"<h1>RustSEG batch: {len(rows)} inputs</h1><p>{html.escape(summary)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             "</body></html>\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)

@@ -15,13 +15,12 @@ Ctrl-C or a crash never leaves a half-written manifest.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.errors import DataError
 from edge.modelcard import file_sha256
+from edge.writable import write_atomic
 
 MANIFEST_NAME = "manifest.json"
 _FORMAT = "rustseg-batch-manifest/1"
@@ -73,13 +72,4 @@ class Manifest:
     def save(self) -> None:
         text = json.dumps({"format": _FORMAT, "inputs": self.entries}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text, fsync=True)
