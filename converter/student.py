@@ -33,6 +33,33 @@ SEG_STRIDE = 8
 _HEAD_CHANNELS = 64
 
 
+def head_logits(low: keras.KerasTensor, mid: keras.KerasTensor, high: keras.KerasTensor,
+                prefix: str = SEG_LAYER, channels: int = 1,
+                width: int = _HEAD_CHANNELS) -> keras.KerasTensor:
+    """The LR-ASPP-style layers on three feature maps -> logits [N, H/8, W/8, channels].
+
+    One definition serves the `seg` head and the `state` head (converter/states.py): only the
+    name prefix, the number of output channels and the width differ. Layer names are
+    f"{prefix}_..." so trained weights move across models by name.
+    """
+    mid_proj = keras.layers.Conv2D(width, 1, use_bias=False, name=f"{prefix}_mid_conv")(mid)
+    high_proj = keras.layers.Conv2D(width, 1, use_bias=False, name=f"{prefix}_high_conv")(high)
+    high_up = keras.layers.UpSampling2D(2, interpolation="bilinear",
+                                        name=f"{prefix}_high_up")(high_proj)
+    x = keras.layers.Add(name=f"{prefix}_mid_add")([mid_proj, high_up])
+    x = keras.layers.BatchNormalization(name=f"{prefix}_mid_bn")(x)
+    x = keras.layers.ReLU(name=f"{prefix}_mid_relu")(x)
+    context = keras.layers.GlobalAveragePooling2D(keepdims=True,
+                                                  name=f"{prefix}_context_pool")(high)
+    gate = keras.layers.Conv2D(width, 1, activation="sigmoid",
+                               name=f"{prefix}_context_gate")(context)
+    x = keras.layers.Multiply(name=f"{prefix}_gated")([x, gate])
+    x = keras.layers.Conv2D(channels, 1, name=f"{prefix}_mid_logit")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{prefix}_mid_up")(x)
+    low_logit = keras.layers.Conv2D(channels, 1, name=f"{prefix}_low_logit")(low)
+    return keras.layers.Add(name=f"{prefix}_logit")([x, low_logit])
+
+
 def build_head(low: keras.KerasTensor, mid: keras.KerasTensor,
                high: keras.KerasTensor) -> keras.KerasTensor:
     """The head's layers on three feature maps -> P(corrosion) [N, H/8, W/8, 1] named `seg`.
@@ -40,21 +67,7 @@ def build_head(low: keras.KerasTensor, mid: keras.KerasTensor,
     The channel axis stays (a Reshape would fix the map size and break `at_input_size`); the
     export squeezes it to the contract's [1, h, w].
     """
-    mid_proj = keras.layers.Conv2D(_HEAD_CHANNELS, 1, use_bias=False, name="seg_mid_conv")(mid)
-    high_proj = keras.layers.Conv2D(_HEAD_CHANNELS, 1, use_bias=False, name="seg_high_conv")(high)
-    high_up = keras.layers.UpSampling2D(2, interpolation="bilinear", name="seg_high_up")(high_proj)
-    x = keras.layers.Add(name="seg_mid_add")([mid_proj, high_up])
-    x = keras.layers.BatchNormalization(name="seg_mid_bn")(x)
-    x = keras.layers.ReLU(name="seg_mid_relu")(x)
-    context = keras.layers.GlobalAveragePooling2D(keepdims=True, name="seg_context_pool")(high)
-    gate = keras.layers.Conv2D(_HEAD_CHANNELS, 1, activation="sigmoid",
-                               name="seg_context_gate")(context)
-    x = keras.layers.Multiply(name="seg_gated")([x, gate])
-    x = keras.layers.Conv2D(1, 1, name="seg_mid_logit")(x)
-    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="seg_mid_up")(x)
-    low_logit = keras.layers.Conv2D(1, 1, name="seg_low_logit")(low)
-    logit = keras.layers.Add(name="seg_logit")([x, low_logit])
-    return keras.layers.Activation("sigmoid", name=SEG_LAYER)(logit)
+    return keras.layers.Activation("sigmoid", name=SEG_LAYER)(head_logits(low, mid, high))
 
 
 def feature_model(classifier: keras.Model) -> keras.Model:
