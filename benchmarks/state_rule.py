@@ -28,7 +28,6 @@ CANDIDATES = [  # (tile sides in stride-8 cells at 320 px, min share)
     ((40, 10, 5), 0.05),
     ((40, 10, 5), 0.01),
     ((40, 10, 5), 0.15),
-    ((40, 20, 10, 5, 4), 0.05),
 ]
 
 
