@@ -35,7 +35,7 @@ from converter.model import at_input_size
 from converter.states import STATE_LAYER, has_states  # also registers the state layer
 from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
-from edge.modelcard import ModelCard, sha256_hex
+from edge.method.modelcard import ModelCard, sha256_hex
 
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 # Why one would ship each variant (measured in benchmarks/results/quantization.json).
@@ -198,7 +198,7 @@ def _int8_forward_float_gradient(converter, representative: np.ndarray | None) -
     """
     if representative is None or not len(representative):
         raise ConfigError("--quant int8 needs --rep-data DIR with images to calibrate on")
-    from edge.runtime import load_interpreter_class
+    from edge.method.model import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class("auto")
     names = [d["name"] for d in
@@ -241,8 +241,8 @@ def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> n
     """uint8 RGB [N, S, S, 3] squashed like the runtime does: from a folder tree, else synthetic."""
     import cv2
 
-    from edge.imageio import IMAGE_SUFFIXES, read_image_bgr
-    from edge.synthetic import SceneOptions, make_scene
+    from edge.data.imageio import IMAGE_SUFFIXES, read_image_bgr
+    from edge.data.synthetic import SceneOptions, make_scene
 
     images = []
     if folder:
@@ -268,7 +268,7 @@ def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> n
 
 def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.ndarray) -> dict:
     """Exported file vs the reference on the same uint8 images: score and CAM agreement."""
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     sized = at_input_size(model, images.shape[1])
     ref_scores, ref_cams = reference_gradcam_pp(sized, cam_layer, images)
@@ -319,7 +319,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def op_names(model_bytes: bytes) -> set[str]:
     """Builtin op names in a TFLite flatbuffer (custom/Flex ops show as CUSTOM or FLEX_...)."""
-    from edge.runtime import load_interpreter_class
+    from edge.method.model import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class("auto")
     interpreter = interpreter_class(model_content=model_bytes)
