@@ -396,7 +396,7 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
     """The v3 recipe: tags from the fit part of the tune photos -> state head -> thresholds on
     the check part. Writes NAME.keras (classifier + seg + state) and NAME.metrics.json."""
     from converter.export import load_keras_model, sidecar
-    from edge.datasets import find_masked_images
+    from edge.data.datasets import find_masked_images
 
     from converter.model import at_input_size
 
