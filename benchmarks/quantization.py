@@ -15,7 +15,7 @@ from pathlib import Path
 from common import (DEFAULT_KERAS, DEFAULT_TFLITE, SHARED_DATA, bar_plot, interleaved_median_ms,
                     real_images, save)
 
-_QUANTS = ("float32", "float16", "dynamic", "int8")
+from edge.method.choices import QUANT_MODES
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     images = real_images(24, size, seed=9)
     rows, runtimes = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
-        for quant in _QUANTS:
+        for quant in QUANT_MODES:
             path = Path(scratch) / f"{quant}.tflite"
             export(ExportRequest(str(DEFAULT_KERAS), str(path), quant, layer, size,
                                  rep_data=str(rep) if rep.is_dir() else None,

@@ -35,9 +35,9 @@ from converter.model import at_input_size
 from converter.states import STATE_LAYER, has_states  # also registers the state layer
 from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
+from edge.method.choices import QUANT_MODES
 from edge.method.modelcard import ModelCard, sha256_hex
 
-QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 # Why one would ship each variant (measured in benchmarks/results/quantization.json).
 _QUANT_NOTES = {
     "float32": "float32: the reference; largest file.",

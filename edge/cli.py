@@ -14,15 +14,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import logging
 import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge import native_logs
 from edge.config import Config, describe_key, load_config
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
+from edge.method.choices import QUANT_MODES, RUNTIME_CHOICES
+from edge.stop_reason import StopReason, StopRequest
+from edge.uris import OUTPUT_FORMS, SOURCE_FORMS, forms_list
 from edge.writable import check_option_writable
 
 _EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -100,8 +105,7 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     def model_options(p):
         option(p, "--model", "model.path", metavar="M.tflite")
         option(p, "--threads", "model.threads", metavar="N")
-        option(p, "--runtime", "model.runtime", choices=("auto", "ai_edge_litert",
-                                                         "tflite_runtime", "tensorflow"))
+        option(p, "--runtime", "model.runtime", choices=RUNTIME_CHOICES)
 
     def refine_option(p):
         option(p, "--refine", "refine.mode", choices=REFINE_MODES)
@@ -132,7 +136,7 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p = command("export", "export TFLite with Grad-CAM++ inside the graph (needs the train extra)")
     p.add_argument("--model", required=True, help="trained NAME.keras")
     p.add_argument("--out", required=True, help="output NAME.tflite (card: NAME.json)")
-    option(p, "--quant", "export.quant", choices=("float32", "float16", "dynamic", "int8"))
+    option(p, "--quant", "export.quant", choices=QUANT_MODES)
     p.add_argument("--rep-data", help="images for int8 calibration and the fidelity check "
                    "(default: synthetic scenes)")
     option(p, "--cam-layer", "export.cam_layer", metavar="LAYER")
@@ -161,10 +165,9 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no per-frame line on stdout")
         if name == "run":
             p.add_argument("--source", required=True, metavar="URI",
-                           help="0, /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., a video "
-                           "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
+                           help=forms_list(SOURCE_FORMS))
             p.add_argument("--output", action="append", default=[], metavar="URI",
-                           help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+                           help=f"{forms_list(OUTPUT_FORMS)} (repeatable)")
             p.add_argument("--record", metavar="DIR", help="write the run record into this new "
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
@@ -227,6 +230,56 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if "." in k and v is not None}
 
 
+class _TerminalFormatter(logging.Formatter):
+    """What the library logs, as the terminal shows it: progress as it is, problems named."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"rustseg: error: {message}"
+        if record.levelno >= logging.WARNING:
+            return f"rustseg: WARNING: {message}"
+        return message
+
+
+def _log_to_stderr() -> None:
+    """The library's events (logger `edge`, INFO and up) become lines on stderr; stdout keeps
+    the per-frame lines and the final report, so it can be piped."""
+    logger = logging.getLogger("edge")
+    if not any(getattr(h, "rustseg_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_TerminalFormatter())
+        handler.rustseg_cli = True  # main() may run more than once in one process (tests)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@contextmanager
+def _stop_on_signals(stop: StopRequest):
+    """Around the loop: the first SIGINT/SIGTERM asks it to stop (the frames in flight are
+    finished and every output closed); a second SIGINT exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread (main() inside a test thread)
+        return
+
+    def request_stop(signum, _frame):
+        name = signal.Signals(signum).name
+        if stop.is_set() and signum == signal.SIGINT:
+            print("\nrustseg: second interrupt, exiting now", file=sys.stderr, flush=True)
+            os._exit(_EXIT_INTERRUPTED)
+        stop.request(StopReason(name))
+        print(f"\nrustseg: {name} received; finishing the frames in flight and closing "
+              "outputs (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _honour_ctrl_c() -> None:
     """Make SIGINT raise KeyboardInterrupt from the very start, even when this process was
     started with SIGINT ignored. A shell starts background jobs that way (`make test &`,
@@ -247,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             defaults = None  # reported properly below, after --help has had its chance
         args = build_parser(defaults).parse_args(argv)
         native_logs.configure(args.verbose)
+        _log_to_stderr()
         config = load_config(args.config, _overrides(args))
         return _dispatch(args, config)
     except BrokenPipeError:
@@ -366,8 +420,8 @@ def _run(args, config: Config) -> int:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, not args.quiet, args.record)
-    return _report(run_loop(config, request))
+                         args.headless, None if args.quiet else sys.stdout, args.record)
+    return _report(run_loop(config, request, guard=_stop_on_signals))
 
 
 def _demo(args, config: Config) -> int:
@@ -375,8 +429,9 @@ def _demo(args, config: Config) -> int:
     from edge.record.report import write_report
 
     request = dataclasses.replace(demo_request(config), log=args.log,
-                                  save_masks=args.save_masks, print_frames=not args.quiet)
-    code = _report(run_loop(config, request))
+                                  save_masks=args.save_masks,
+                                  frame_lines=None if args.quiet else sys.stdout)
+    code = _report(run_loop(config, request, guard=_stop_on_signals))
     result = write_report(request.record, config.record.report_top)
     print(f"wrote the run record {request.record}; report: {result.html}")
     return code
@@ -385,12 +440,12 @@ def _demo(args, config: Config) -> int:
 def _report(report) -> int:
     """Print the report; the exit code says what was kept (see the module docstring)."""
     print(report.format())
-    if report.stopped_by.startswith("output failure"):
+    if report.stopped_by is StopReason.OUTPUT_FAILURE:
         return _EXIT_OUTPUT_STOPPED
     if report.lost_outputs:
         return _EXIT_OUTPUT_LOST
     if report.interrupted_by:
-        return 128 + signal.Signals[report.interrupted_by]
+        return 128 + signal.Signals[report.interrupted_by.value]
     return 0
 
 

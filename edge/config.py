@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from edge.errors import ConfigError
-from edge.method.refine.registry import REFINE_MODES  # a leaf: the names only
+from edge.method.choices import QUANT_MODES, RUNTIME_CHOICES  # leaves: the names only
+from edge.method.refine.registry import REFINE_MODES
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _INSTALLED_SHARE = Path(sys.prefix) / "share" / "rustseg"
@@ -35,15 +36,11 @@ def spec(help: str, *, range: tuple[float, float] | None = None,
     return field(metadata={"help": help, "range": range, "choices": choices})
 
 
-_QUANT_MODES = ("float32", "float16", "dynamic", "int8")
-_RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     path: str = spec("default .tflite model; its model card NAME.json sits next to it")
     threads: int = spec("TFLite interpreter threads", range=(1, 64))
-    runtime: str = spec("which TFLite runtime to load; auto tries them in order", choices=_RUNTIMES)
+    runtime: str = spec("which TFLite runtime to load; auto tries them in order", choices=RUNTIME_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    quant: str = spec("weight/activation precision of the exported model", choices=_QUANT_MODES)
+    quant: str = spec("weight/activation precision of the exported model", choices=QUANT_MODES)
     cam_layer: str = spec("Keras layer whose activations the Grad-CAM++ map is taken at")
     input_size: int = spec("square input side of the exported model (0: the training size)",
                            range=(0, 1024))

@@ -24,24 +24,29 @@ EDGE = ROOT / "edge"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "native_logs": set(),
+    "stop_reason": set(),
+    "uris": set(),
     "writable": {"errors"},
-    "config": {"errors", "edge.method.refine.registry"},     # the leaf list of refine modes
+    "config": {"errors", "edge.method.refine.registry",      # the leaf lists of refine modes,
+               "edge.method.choices"},                       # runtimes and quantisation modes
     "data": {"errors"},
     "method": {"errors", "config", "data", "native_logs"},
-    "sources": {"errors", "data"},
-    "outputs": {"errors", "writable"},
+    "sources": {"errors", "data", "uris"},
+    "outputs": {"errors", "writable", "uris"},
     "console": {"errors", "config", "outputs", "edge.method.paths"},  # the paths' meanings
-    "record": {"errors", "config", "writable", "outputs", "method"},
+    "record": {"errors", "config", "writable", "outputs", "method", "stop_reason"},
     "live": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
-             "outputs", "console", "record"},
-    "measure": {"errors", "config", "data", "method", "sources", "live"},
+             "outputs", "console", "record", "stop_reason"},
+    "measure": {"errors", "config", "data", "method", "sources", "outputs", "live"},
     "batch": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
-              "live", "record"},
+              "live", "record", "stop_reason"},
     "workstation": {"config"},
     "cli": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
-            "outputs", "console", "record", "live", "measure", "batch", "workstation"},
+            "outputs", "console", "record", "live", "measure", "batch", "workstation",
+            "stop_reason", "uris"},
 }
-LEAVES = ("edge.method.refine.registry", "edge.method.paths")   # import no edge module at all
+LEAVES = ("edge.method.refine.registry", "edge.method.paths", "edge.method.choices",
+          "edge.stop_reason", "edge.uris")   # import no edge module at all
 WORKSTATION_ENTRY = "edge.workstation"
 WORKSTATION_ONLY = ("tensorflow", "converter", "keras", "tf_keras")
 

@@ -27,6 +27,7 @@ from typing import Callable
 from edge import native_logs
 from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
 from edge.errors import MissingDependencyError, RustsegError
+from edge.stop_reason import StopReason, StopRequest
 from edge.writable import write_atomic
 
 OnDone = Callable[[dict], None]
@@ -54,13 +55,13 @@ def _init_pool_worker(stop_event) -> None:
 def _pool_task(job: Job) -> dict:
     if _worker_stop.is_set():  # queued ahead before the stop; leave it for the re-run
         return {"uri": job.item.uri, "record": job.record_dir, "status": PENDING}
-    stop = threading.Event()
+    stop = StopRequest()
     finished = threading.Event()
 
     def relay() -> None:  # the process-shared event -> the thread event the loop polls
         while not finished.is_set():
             if _worker_stop.wait(_STOP_POLL_S):
-                stop.set()
+                stop.request(StopReason.STOP_REQUEST)
                 return
 
     threading.Thread(target=relay, daemon=True).start()

@@ -8,16 +8,17 @@ frames in flight, closes the record properly and comes back as `interrupted`.
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.config import Config
 from edge.errors import DataError, RustsegError
-from edge.record.layout import NORMAL_ENDS, RecordLayout, flight_stats
+from edge.record.layout import RecordLayout, flight_stats
+from edge.stop_reason import StopReason, StopRequest
 
 DONE, FAILED, INTERRUPTED, LOST, SKIPPED = "done", "failed", "interrupted", "lost", "skipped"
 PENDING = "pending"  # not started (yet, or the batch was stopped before it started)
@@ -30,14 +31,14 @@ class Job:
     config: Config            # already holds the per-worker thread count and the model path
 
 
-def process_input(job: Job, stop: threading.Event | None = None) -> dict:
+def process_input(job: Job, stop: StopRequest | None = None) -> dict:
     """Record one input; returns its outcome (status, frames, corrosion figures, time, error)."""
     started = time.perf_counter()
-    stop = stop or threading.Event()
+    stop = stop if stop is not None else StopRequest()
     outcome = {"uri": job.item.uri, "record": job.record_dir, "status": DONE, "error": None}
     try:
         ended_by = record_input(job, stop)
-        if ended_by not in NORMAL_ENDS:
+        if not ended_by.normal:
             outcome["status"] = INTERRUPTED
             outcome["error"] = f"stopped by {ended_by}"
     except RustsegError as exc:
@@ -51,22 +52,39 @@ def process_input(job: Job, stop: threading.Event | None = None) -> dict:
     return outcome
 
 
-def record_input(job: Job, stop: threading.Event) -> str:
-    """Write the run record of one input and its report; returns how the run ended
-    (`edge.record.layout` ENDED_*)."""
+def record_input(job: Job, stop: StopRequest) -> StopReason:
+    """Write the run record of one input and its report; returns how the run ended."""
     from edge.live.app import record_run
     from edge.record.report import write_report
 
     record = Path(job.record_dir)
     record.mkdir(parents=True, exist_ok=True)
-    # A worker's progress lines would tear the driver's progress bar: they go to a log file
-    # beside the record (not inside it: the record folder holds only the record's layout).
-    log_path = record.with_name(record.name + ".log")
-    with open(log_path, "w") as log, contextlib.redirect_stderr(log):
+    # What the run logs goes to a file beside the record (not inside it: the record folder
+    # holds only the record's layout), not to the terminal, where the driver's bar is.
+    with _edge_log_to(record.with_name(record.name + ".log")):
         summary = record_run(job.item.uri, record, job.config, stop, replace=True)
     if summary and summary.get("complete"):
         write_report(record, job.config.record.report_top)
-    return summary["ended"] if summary else "error"
+    return StopReason(summary["ended"]) if summary else StopReason.ERROR
+
+
+@contextmanager
+def _edge_log_to(path: Path):
+    """While one input runs, the `edge` loggers write to `path` only."""
+    logger = logging.getLogger("edge")
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        handler.close()
 
 
 def frame_figures(record: Path) -> dict:

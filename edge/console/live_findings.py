@@ -16,9 +16,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
+
+from edge.outputs import FrameRecord
 
 _WINDOW_S = 3.0          # at most one finding per this many seconds of the run
 _MIN_AREA = 0.01         # share of the frame that must be corroded to count as a finding
@@ -44,30 +47,30 @@ class Finding:
 
 
 class RecentFindings:
-    def __init__(self, jpeg_quality: int) -> None:
+    def __init__(self, jpeg_quality: int, clock: Callable[[], float] = time.perf_counter) -> None:
         self.jpeg_quality = jpeg_quality
+        self._clock = clock      # seconds; windows are cut on it (tests give their own)
         self._kept: deque[Finding] = deque(maxlen=_KEEP)
         self._candidate: Finding | None = None   # best frame of the window still open
         self._window_start: float | None = None
         self._lock = threading.Lock()
 
-    def offer(self, record: dict, overlay_bgr: np.ndarray) -> None:
+    def offer(self, record: FrameRecord, overlay_bgr: np.ndarray) -> None:
         """Consider one output frame (its loop record and overlay)."""
-        now = time.perf_counter()
-        area = float(record.get("corroded_fraction") or 0.0)
+        now = self._clock()
+        area = record.corroded_fraction
         with self._lock:
             if self._window_start is None or now - self._window_start >= _WINDOW_S:
                 self._close_window()
                 self._window_start = now
-            if area >= _MIN_AREA and record.get("valid", True) and \
+            if area >= _MIN_AREA and record.valid and \
                     (self._candidate is None or area > self._candidate.corroded_fraction):
-                self._candidate = Finding(int(record.get("index", 0)), str(record.get("name", "")),
-                                          area, float(record.get("score") or 0.0), now,
+                self._candidate = Finding(record.index, record.name, area, record.score, now,
                                           overlay_bgr)
 
     def summaries(self) -> list[dict]:
         """Newest first."""
-        now = time.perf_counter()
+        now = self._clock()
         return [finding.summary(now) for finding in reversed(self._shown())]
 
     def jpeg(self, finding_id: int, size: str) -> bytes | None:
@@ -94,7 +97,7 @@ class RecentFindings:
         stopped sending frames is shown."""
         with self._lock:
             if self._window_start is not None and \
-                    time.perf_counter() - self._window_start >= _WINDOW_S:
+                    self._clock() - self._window_start >= _WINDOW_S:
                 self._close_window()
                 self._window_start = None
             return list(self._kept)

@@ -228,7 +228,7 @@ def _legend(colour_bgr, alpha: float, heatmap: bool, hud: bool) -> str:
 def render_page(query: str, warning: str, stale_after_s: float, overlay) -> str:
     """The page. `query` is "" or "?token=..." already URL-encoded (so it is safe inside an
     HTML attribute and a JS string); `warning` is plain text ("" for none); `overlay` is the
-    run's OverlayConfig, for the legend."""
+    run's OverlayConfig, for the legend (None: no legend)."""
 
     numbers = "".join(f'<div class="n"><span>{label}</span><b id="{key}">-</b>'
                       f'<i>{unit}</i></div>' for key, label, unit in _NUMBERS)
@@ -236,5 +236,6 @@ def render_page(query: str, warning: str, stale_after_s: float, overlay) -> str:
                             paths=json.dumps(PATH_MEANINGS), poll_ms=_POLL_MS)
     banner = f'<div id="w">WARNING: {html.escape(warning)}</div>' if warning else ""
     return _BODY.format(style=_STYLE, warning=banner, query=query, numbers=numbers,
-                        legend=_legend(overlay.colour_bgr, overlay.alpha, overlay.heatmap,
-                                       overlay.hud), chart_s=_CHART_S, script=script)
+                        legend="" if overlay is None else
+                        _legend(overlay.colour_bgr, overlay.alpha, overlay.heatmap, overlay.hud),
+                        chart_s=_CHART_S, script=script)

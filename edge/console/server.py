@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import cv2
 
-from edge.config import OverlayConfig, load_config
+from edge.config import OverlayConfig
 from edge.console.live_findings import SIZES, RecentFindings
 from edge.console.page import render_page
 from edge.errors import SinkError
@@ -189,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         # urlencode percent-encodes every reserved character, so the result is also safe
         # inside the page's HTML attribute and JS string.
         query = "?" + urlencode({"token": token}) if token else ""
-        page = render_page(query, feed.exposed_warning, _STALE_AFTER_S, feed.overlay)
+        page = render_page(query, " ".join(feed.warnings), _STALE_AFTER_S, feed.overlay)
         self._plain(HTTPStatus.OK, page, "text/html")
 
     def _finding(self, url) -> None:
@@ -246,7 +246,7 @@ class HttpFeedSink(FrameSink):
     def __init__(self, host: str, port: int, token: str, jpeg_quality: int,
                  max_clients: int, overlay: OverlayConfig | None = None) -> None:
         self.token = token
-        self.overlay = overlay or load_config().overlay  # for the page's legend
+        self.overlay = overlay   # the run's colours, for the page's legend (None: no legend)
         self.findings = RecentFindings(jpeg_quality)
         self.closing = False
         self.viewer_slots = threading.BoundedSemaphore(max_clients)
@@ -255,8 +255,9 @@ class HttpFeedSink(FrameSink):
         self._stats: dict = {"frame": None, "fps": None, "frames": 0}
         self._stats_lock = threading.Lock()
         self._last_frame_at: float | None = None
-        self.exposed_warning = "" if token or is_loopback(host) else \
-            _EXPOSED_WARNING.format(host=host or "all addresses")
+        exposed = not token and not is_loopback(host)
+        self.warnings = (_EXPOSED_WARNING.format(host=host or "all addresses"),) if exposed \
+            else ()
         try:
             self.server = _FeedServer((host, port), self, 2 * max_clients)
         except OSError as exc:
@@ -265,6 +266,7 @@ class HttpFeedSink(FrameSink):
                 from None
         self.host, self.port = host, self.server.server_address[1]
         self.name = f"http://{self.host}:{self.port}"
+        self.url = f"{self.name}/"
         self.thread = threading.Thread(target=self.server.serve_forever, name="http feed",
                                        kwargs={"poll_interval": 0.2}, daemon=True)
         self.thread.start()
@@ -300,8 +302,8 @@ class HttpFeedSink(FrameSink):
             self._last_frame_at = time.perf_counter()
             # The HUD's rolling FPS, which the loop puts in the record (not an average since
             # start, which hides a slowdown and disagrees with the video).
-            self._stats = {"frame": frame.record, "frames": self._stats["frames"] + 1,
-                           "fps": frame.record.get("fps")}
+            self._stats = {"frame": frame.record.to_json(), "frames": self._stats["frames"] + 1,
+                           "fps": frame.record.fps}
 
     def close(self) -> None:
         if self.closing:

@@ -6,12 +6,11 @@ from 320x240 to 4K.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from edge.config import OverlayConfig
+from edge.outputs import FrameRecord
 
 _REFERENCE_WIDTH_PX = 640
 _HUD_MARGIN_PX = 8
@@ -22,19 +21,10 @@ _HEATMAP_ALPHA = 0.35
 _HUD_STAGES = ("capture", "preprocess", "invoke", "refine", "draw")
 
 
-@dataclass(frozen=True)
-class HudStats:
-    fps: float
-    stage_ms: dict[str, float]
-    score: float
-    corroded_fraction: float
-    path: str
-    dropped: int = 0
-
-
 def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfig,
-                 cam01: np.ndarray | None = None, hud: HudStats | None = None) -> np.ndarray:
-    """A new uint8 BGR image: the frame with the corrosion mask (bool [H, W]) drawn over it.
+                 cam01: np.ndarray | None = None, hud: FrameRecord | None = None) -> np.ndarray:
+    """A new uint8 BGR image: the frame with the corrosion mask (bool [H, W]) drawn over it,
+    and the HUD of the frame's record when settings.hud.
 
     `cam01` (float32 [h, w], any resolution) is blended under the mask when settings.heatmap.
     """
@@ -59,15 +49,15 @@ def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfi
     return out
 
 
-def hud_lines(hud: HudStats) -> list[str]:
-    stages = " ".join(f"{name[:3]} {hud.stage_ms[name]:.1f}" for name in _HUD_STAGES
-                      if name in hud.stage_ms)
-    return [f"{hud.fps:5.1f} FPS  refine {hud.path}  drops {hud.dropped}",
+def hud_lines(hud: FrameRecord) -> list[str]:
+    stages = " ".join(f"{name[:3]} {hud.ms[name]:.1f}" for name in _HUD_STAGES
+                      if name in hud.ms)
+    return [f"{hud.fps or 0.0:5.1f} FPS  refine {hud.path}  drops {hud.dropped}",
             f"corrosion {hud.score:.2f}  area {100 * hud.corroded_fraction:.1f}%",
             f"ms: {stages}"]
 
 
-def _draw_hud(out: np.ndarray, hud: HudStats, scale: float) -> None:
+def _draw_hud(out: np.ndarray, hud: FrameRecord, scale: float) -> None:
     lines = hud_lines(hud)
     font_scale = _HUD_FONT_SCALE * scale
     thickness = max(1, int(round(scale)))

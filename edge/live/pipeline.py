@@ -13,13 +13,17 @@ actually wrote; one that fails is recorded with the frame where it stopped and t
 Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
 falls behind lets the next queue drop its oldest frame (with loop.queue_depth 1 every stage
 takes the newest frame there is) rather than show the inspector the past.
+
+The infer stage warms the model up on its own thread before the first frame (interpreters are
+per thread); that time is reported apart (`RunReport.warmup_ms`). Everything the loop says
+about a frame is one `FrameRecord`: the HUD draws it, and every sink gets it (the log, the
+record, the console, the terminal's line). Library code logs; the CLI decides what is printed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-import threading
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,12 +32,15 @@ import numpy as np
 
 from edge.config import OverlayConfig
 from edge.errors import RustsegError, SinkError
-from edge.live.overlay import HudStats, draw_overlay
+from edge.live.overlay import draw_overlay
 from edge.live.stages import Stage, StageRunner
 from edge.method.profiler import StageTimes, summarize
-from edge.method.segment import Segmenter
-from edge.outputs import FrameSink, OutputFrame
+from edge.method.segment import FrameResult, Segmenter
+from edge.outputs import FrameRecord, FrameSink, OutputFrame
 from edge.sources import Frame, FrameSource
+from edge.stop_reason import StopReason, StopRequest
+
+log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
 REPORT_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "output", "latency")
@@ -45,7 +52,7 @@ class LoopOptions:
     queue_depth: int = 2
     sink_error_policy: str = "drop"  # drop | stop
     overlay: OverlayConfig | None = None
-    print_frames: bool = True
+    overlap: bool = True             # False: one frame at a time on this thread (bench)
 
 
 @dataclass
@@ -74,10 +81,16 @@ class RunReport:
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     lag_frames: list[int] = field(default_factory=list)
     paths: dict[str, int] = field(default_factory=dict)
-    stopped_by: str = "end of source"
+    stopped_by: StopReason = StopReason.END_OF_SOURCE
+    stop_detail: str | None = None     # e.g. "--frames 20", or the output that failed
     sink_failures: list[str] = field(default_factory=list)
     outputs: dict[str, OutputTally] = field(default_factory=dict)
-    interrupted_by: str | None = None  # SIGINT / SIGTERM when a signal stopped the run
+    warmup_ms: float | None = None     # the infer stage's warm-up, before the first frame
+
+    @property
+    def interrupted_by(self) -> StopReason | None:
+        """SIGINT / SIGTERM when a signal stopped the run."""
+        return self.stopped_by if self.stopped_by.signal else None
 
     @property
     def fps(self) -> float:
@@ -90,7 +103,8 @@ class RunReport:
     def summary(self) -> dict:
         return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "dropped": self.dropped, "wall_s": self.wall_s, "fps": self.fps,
-                "stopped_by": self.stopped_by, "interrupted_by": self.interrupted_by,
+                "stopped_by": self.stopped_by, "stop_detail": self.stop_detail,
+                "interrupted_by": self.interrupted_by, "warmup_ms": self.warmup_ms,
                 "outputs": {name: dataclasses.asdict(t) for name, t in self.outputs.items()},
                 "paths": self.paths,
                 "lag_frames": summarize(self.lag_frames) if self.lag_frames else None,
@@ -100,7 +114,10 @@ class RunReport:
     def format(self) -> str:
         lines = [f"frames: read {self.frames_read}, processed {self.frames_processed}, dropped "
                  f"{self.dropped} (live source)  |  {self.fps:.1f} FPS over {self.wall_s:.1f} s"
-                 f"  |  stopped by {self.stopped_by}"]
+                 f"  |  stopped by {self.stopped_by}"
+                 + (f" ({self.stop_detail})" if self.stop_detail else "")]
+        if self.warmup_ms is not None:
+            lines.append(f"warm-up before the first frame: {self.warmup_ms:.1f} ms")
         for name, tally in self.outputs.items():
             lost = "" if tally.error is None else \
                 f", LOST at frame {tally.lost_at_frame}: {tally.error}"
@@ -124,19 +141,21 @@ class Pipeline:
     queues, the refine worker process, drops, failures, shutdown) is edge/live/stages.py's."""
 
     def __init__(self, source: FrameSource, segmenter: Segmenter, sinks: list[FrameSink],
-                 options: LoopOptions, stop: threading.Event | None = None) -> None:
+                 options: LoopOptions, stop: StopRequest | None = None) -> None:
         self.source, self.segmenter, self.sinks = source, segmenter, list(sinks)
         self.options = options
-        self.stop = stop or threading.Event()
-        self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks})
-        self._runner = StageRunner(source.live, options.queue_depth, self.stop)
+        self.stop = stop if stop is not None else StopRequest()
+        self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks
+                                         if sink.is_output})
+        self._runner = StageRunner(source.live, options.queue_depth, self.stop, options.overlap)
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
+        self._source_end = StopReason.END_OF_SOURCE  # how capture ended if nobody stopped it
 
     def run(self) -> RunReport:
         started = time.perf_counter()
         try:
             self._runner.run(self._capture(),
-                             [Stage("infer", self._infer),
+                             [Stage("infer", self._infer, warmup=self.segmenter.warm_up),
                               Stage("refine", self._refine, self.segmenter.refine_worker)],
                              self._draw_and_output)
         finally:
@@ -144,6 +163,10 @@ class Pipeline:
             self.report.dropped = self._dropped()
             # Read = everything the source delivered, including frames it overwrote itself.
             self.report.frames_read = self._runner.taken + self.source.dropped
+            self.report.warmup_ms = self._runner.warmup_ms.get("infer")
+            # Whoever asked for the stop says why (first asker wins); else the source ended
+            # or the frame limit was reached.
+            self.report.stopped_by = self.stop.reason or self._source_end
         return self.report
 
     # --- the recipe: one function per stage ---------------------------------------------------
@@ -158,10 +181,11 @@ class Pipeline:
                 yield _Item(frame, times)
             elif self.source.ended:
                 break  # else: a live source with nothing new yet
-        if self.stop.is_set() and self.report.stopped_by == "end of source":
-            self.report.stopped_by = "stop request"
+        if self.stop.is_set():
+            self.stop.request(StopReason.STOP_REQUEST)  # keeps a reason already given
         elif limit and self._runner.taken >= limit:
-            self.report.stopped_by = f"--frames {limit}"
+            self._source_end = StopReason.FRAME_LIMIT
+            self.report.stop_detail = f"--frames {limit}"
 
     def _infer(self, item: _Item) -> _Item:
         item.prediction = self.segmenter.infer(item.frame.image, item.times)
@@ -174,24 +198,20 @@ class Pipeline:
     def _draw_and_output(self, item: _Item) -> None:
         frame, result, times = item.frame, item.result, item.times
         self._output_times.append(time.perf_counter())
-        hud = self._hud(result, times)
+        record = self._record(frame, result, times)  # before drawing: the HUD shows it
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                   result.cam01, hud)
-        record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
+                                   result.cam01, record)
+        record = dataclasses.replace(record, ms=dict(times.ms), output_at=time.time())
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
                                         record, frame.image))
         self._account(frame, result, times)
         self.segmenter.observe_frame(times)
-        if self.options.print_frames:
-            print(_frame_line(record), flush=True)
         if any(sink.wants_stop for sink in self.sinks):
-            self.report.stopped_by = "display window closed"
-            self.stop.set()
-        if self.report.outputs and not self.sinks:  # every output it had has failed
-            self.report.stopped_by = "no output left"
-            self.stop.set()
+            self.stop.request(StopReason.WINDOW_CLOSED)
+        if self.report.outputs and not any(sink.is_output for sink in self.sinks):
+            self.stop.request(StopReason.NO_OUTPUT_LEFT)  # every output it had has failed
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -206,6 +226,9 @@ class Pipeline:
 
     def _write_all(self, out: OutputFrame) -> None:
         for sink in list(self.sinks):
+            if not sink.is_output:  # a view (the terminal's line): its failure ends the run
+                sink.write(out)
+                continue
             tally = self.report.outputs[sink.name]
             try:
                 sink.write(out)
@@ -218,30 +241,25 @@ class Pipeline:
                 self.sinks.remove(sink)
                 _close_quietly(sink)
                 if self.options.sink_error_policy == "stop":
-                    print(f"rustseg: {message}; stopping cleanly (loop.sink_error_policy=stop)",
-                          file=sys.stderr)
-                    self.report.stopped_by = f"output failure ({sink.name})"
-                    self.stop.set()
+                    log.warning("%s; stopping cleanly (loop.sink_error_policy=stop)", message)
+                    self.report.stop_detail = sink.name
+                    self.stop.request(StopReason.OUTPUT_FAILURE)
                 else:
-                    print(f"rustseg: {message}; dropped that output and going on "
-                          "(loop.sink_error_policy=drop)", file=sys.stderr)
+                    log.warning("%s; dropped that output and going on "
+                                "(loop.sink_error_policy=drop)", message)
         self.report.frames_processed += 1
 
-    def _hud(self, result, times: StageTimes) -> HudStats:
+    def _rolling_fps(self) -> float:
         window = self._output_times
-        fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
+        return (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
             window[-1] > window[0] else 0.0
-        return HudStats(fps, dict(times.ms), result.score, result.corroded_fraction,
-                        result.path, self._dropped())
 
-    def _record(self, frame: Frame, result, times: StageTimes) -> dict:
-        return {"index": frame.index, "name": frame.name,
-                "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
-                "score": round(result.score, 5), "valid": result.valid,
-                "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
-                "ms": {k: round(v, 3) for k, v in times.ms.items()},
-                "dropped": self._dropped(),
-                "lag_frames": self._lag(frame)}
+    def _record(self, frame: Frame, result: FrameResult, times: StageTimes) -> FrameRecord:
+        return FrameRecord(index=frame.index, name=frame.name, captured_at=frame.captured_at,
+                           output_at=time.time(), score=result.score, valid=result.valid,
+                           corroded_fraction=result.corroded_fraction, path=result.path,
+                           ms=dict(times.ms), dropped=self._dropped(),
+                           lag_frames=self._lag(frame), fps=self._rolling_fps())
 
     def _account(self, frame: Frame, result, times: StageTimes) -> None:
         for name, ms in times.ms.items():
@@ -259,9 +277,3 @@ def _close_quietly(sink: FrameSink) -> None:
     except (RustsegError, OSError):
         pass  # the sink already failed; its error has been reported
 
-
-def _frame_line(record: dict) -> str:
-    ms = record["ms"]
-    stages = " ".join(f"{k} {v:.1f}" for k, v in ms.items())
-    return (f"frame {record['index']:>5} {record['name']}: corrosion {record['score']:.2f} "
-            f"area {100 * record['corroded_fraction']:5.1f}% {record['path']:<7} | {stages} ms")

@@ -15,6 +15,9 @@ run), the newest-item policy for live sources, failure propagation and the accou
   the producer only and the items already taken are finished.
 - Failure: an exception in any stage, the producer or the consumer stops the run and is
   re-raised on the calling thread once every thread has been joined.
+- Warm-up: a stage may have a `warmup` job, run on the thread that will run the stage (an
+  interpreter is built per thread) before the producer takes its first item, so the first
+  item is not charged for it. Its milliseconds are in `warmup_ms`, apart from the items'.
 - `overlap=False` runs the same stages one item at a time on the calling thread, so each
   stage's own cost is measured with nothing competing (`rustseg bench`).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -35,11 +39,13 @@ _JOIN_TIMEOUT_S = 5.0
 @dataclass(frozen=True)
 class Stage:
     """One step: `work(item) -> item`. `process` is the worker process the step drives, if
-    any (a context manager: entered before the run, exited after it)."""
+    any (a context manager: entered before the run, exited after it); `warmup` what the step's
+    thread runs once before the first item."""
 
     name: str
     work: Callable[[Any], Any]
     process: AbstractContextManager | None = None
+    warmup: Callable[[], None] | None = None
 
 
 class StageRunner:
@@ -52,6 +58,7 @@ class StageRunner:
         self._dropped = 0
         self._drop_lock = threading.Lock()
         self._failure: BaseException | None = None
+        self.warmup_ms: dict[str, float] = {}   # stage -> its warm-up, on its own thread
 
     @property
     def dropped(self) -> int:
@@ -71,6 +78,8 @@ class StageRunner:
     # --- one item at a time ----------------------------------------------------------------
 
     def _run_in_turn(self, items: Iterable, stages: list[Stage], consume) -> None:
+        for stage in stages:
+            self._warm_up(stage)
         for item in items:
             self.taken += 1
             for stage in stages:
@@ -84,10 +93,11 @@ class StageRunner:
 
     def _run_overlapped(self, items: Iterable, stages: list[Stage], consume) -> None:
         queues = [queue.Queue(self.queue_depth) for _ in range(len(stages) + 1)]
-        threads = [threading.Thread(target=self._guard, args=(self._produce, items, queues[0]),
-                                    name="produce", daemon=True)]
+        warm = [threading.Event() for _ in stages]
+        threads = [threading.Thread(target=self._guard, name="produce", daemon=True,
+                                    args=(self._produce, items, queues[0], warm))]
         threads += [threading.Thread(target=self._guard, name=stage.name, daemon=True,
-                                     args=(self._serve, stage, queues[i], queues[i + 1]))
+                                     args=(self._serve, stage, queues[i], queues[i + 1], warm[i]))
                     for i, stage in enumerate(stages)]
         for thread in threads:
             thread.start()
@@ -104,7 +114,13 @@ class StageRunner:
         if self._failure is not None:
             raise self._failure
 
-    def _produce(self, items: Iterable, out: queue.Queue) -> None:
+    def _produce(self, items: Iterable, out: queue.Queue, warm: list[threading.Event]) -> None:
+        for ready in warm:  # the first item waits for every stage's warm-up
+            while not ready.wait(_QUEUE_POLL_S):
+                if self._failure is not None:
+                    return
+        if self._failure is not None:  # a warm-up failed
+            return
         for item in items:
             self.taken += 1
             self._put(out, item)
@@ -112,10 +128,21 @@ class StageRunner:
                 return
         self._put(out, _END)
 
-    def _serve(self, stage: Stage, inbox: queue.Queue, out: queue.Queue) -> None:
+    def _serve(self, stage: Stage, inbox: queue.Queue, out: queue.Queue,
+               warm: threading.Event) -> None:
+        try:
+            self._warm_up(stage)
+        finally:
+            warm.set()
         for item in self._drain(inbox):
             self._put(out, stage.work(item))
         self._put(out, _END)
+
+    def _warm_up(self, stage: Stage) -> None:
+        if stage.warmup is not None:
+            started = time.perf_counter()
+            stage.warmup()
+            self.warmup_ms[stage.name] = (time.perf_counter() - started) * 1000.0
 
     def _guard(self, target, *args) -> None:
         """Run a thread's job; a failure stops the run and is re-raised by run()."""

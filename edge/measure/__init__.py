@@ -1,3 +1,3 @@
 """Measuring: `rustseg eval` (quality on labelled folders), `rustseg bench` (latency per stage),
-the metrics they share, and the console progress line.
+the metrics they share. Progress bars are tqdm.
 """

@@ -1,7 +1,11 @@
 """`rustseg bench`: the pipeline's latency stage by stage, in the manner of TFLite's
-benchmark_model: init time, first-frame time, warm-up, then N timed frames run one after the
-other (the stage runner with overlap off, so each stage's own cost is measured), peak RSS, and
-per-stage statistics. The refine worker process, when refine.worker = process, is the same one
+benchmark_model: init time, the interpreter's warm-up, first-frame time, warm-up frames, then N
+timed frames, peak RSS, and per-stage statistics.
+
+It runs `rustseg run`'s own frame recipe (edge/live/pipeline.py `Pipeline`: capture, infer,
+refine, draw, the same functions), with the stage runner's overlap off so each stage's own
+cost is measured with nothing competing, and with one sink that takes the frames' records
+instead of outputs. The refine worker process, when refine.worker = process, is the same one
 the loop uses, so `refine` includes the process hop.
 
 `--cpus N` pins the process (and so the refine worker it starts) to N of the cores it may use,
@@ -17,24 +21,23 @@ import platform
 import resource
 import sys
 import time
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import cycle
 from pathlib import Path
 
 import cv2
+from tqdm import tqdm
 
 from edge.config import Config
-from edge.data.imageio import list_images, read_image_bgr
 from edge.errors import ConfigError, DataError, SourceError
-from edge.live.overlay import HudStats, draw_overlay
-from edge.live.stages import Stage, StageRunner
-from edge.measure.progress import Progress
-from edge.method.profiler import StageTimes, summarize
-from edge.method.segment import Segmenter, build_segmenter
-from edge.sources import open_source
+from edge.live.pipeline import LoopOptions, Pipeline
+from edge.method.profiler import summarize
+from edge.method.segment import build_segmenter
+from edge.outputs import FrameSink, OutputFrame
+from edge.sources import Frame, FrameSource, open_source
 
-BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "refine", "overlay", "total")
+# The loop's stages as they reach the outputs ("capture" decodes the file or the image).
+BENCH_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "total")
 DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"  # the demo clip
 
 
@@ -80,49 +83,75 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-class _FrameFeed:
-    """Frames for the bench: decoded from an image folder (decode = imread) or a source."""
+class _Cycling(FrameSource):
+    """A finite source (a short clip, a folder) started again whenever it ends, so that any
+    number of frames can be measured."""
 
-    def __init__(self, request: BenchRequest) -> None:
-        self.source = None
-        if request.data:
-            folder = Path(request.data)
-            folder = folder / "images" if (folder / "images").is_dir() else folder
-            if not folder.is_dir():
-                raise DataError(f"--data {request.data}: not a folder of images")
-            paths = list_images(folder)
-            if not paths:
-                raise DataError(f"--data {request.data}: no images found")
-            self._paths = cycle(paths)
-        else:
-            self.source = open_source(request.source or DEFAULT_SOURCE, loop_video=True)
-        self.describe = request.data or request.source or DEFAULT_SOURCE
-        self.loops = 0              # times a finite source was restarted to supply enough frames
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self.inner = open_source(uri, loop_video=True)
+        self.live = self.inner.live
+        self.loops = 0              # times it was restarted to supply enough frames
         self._frames_this_pass = 0
 
-    def next(self):
-        if self.source is None:
-            return read_image_bgr(next(self._paths))
+    def read(self) -> Frame | None:
         while True:
-            frame = self.source.read()
+            frame = self.inner.read()
             if frame is not None:
                 self._frames_this_pass += 1
-                return frame.image
-            if self.source.ended:
-                self._restart()
-
-    def _restart(self) -> None:
-        """A finite source (a short clip, a folder) starts again, as image folders cycle."""
-        if not self._frames_this_pass:
-            raise SourceError(f"source {self.describe} gave no frame to measure")
-        self.source.close()
-        self.source = open_source(self.describe, loop_video=True)
-        self.loops += 1
-        self._frames_this_pass = 0
+                self.dropped, self.latest_index = self.inner.dropped, self.inner.latest_index
+                return frame
+            if not self.inner.ended:
+                return None  # a live source with nothing new yet
+            if not self._frames_this_pass:
+                raise SourceError(f"source {self.uri} gave no frame to measure")
+            self.inner.close()
+            self.inner = open_source(self.uri, loop_video=True)
+            self.loops += 1
+            self._frames_this_pass = 0
 
     def close(self) -> None:
-        if self.source is not None:
-            self.source.close()
+        self.inner.close()
+        super().close()
+
+
+def _bench_source_uri(request: BenchRequest) -> str:
+    if not request.data:
+        return request.source or DEFAULT_SOURCE
+    folder = Path(request.data)
+    folder = folder / "images" if (folder / "images").is_dir() else folder
+    if not folder.is_dir():
+        raise DataError(f"--data {request.data}: not a folder of images")
+    return str(folder)
+
+
+class _Measured(FrameSink):
+    """Takes each frame's record: per-stage samples of the frames after the warm-up frames."""
+
+    is_output = False
+
+    def __init__(self, warmup: int, progress: tqdm) -> None:
+        self.name = "bench"
+        self.warmup, self.seen, self.progress = warmup, 0, progress
+        self.samples: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
+        self.paths: dict[str, int] = {}
+        self.first_frame_ms = 0.0
+
+    def write(self, frame: OutputFrame) -> None:
+        self.seen += 1
+        self.progress.update()
+        ms = frame.record.ms
+        if self.seen == 1:
+            self.first_frame_ms = sum(ms.values())
+        if self.seen <= self.warmup:
+            return
+        for name in BENCH_STAGES[:-1]:
+            if name in ms:
+                self.samples[name].append(ms[name])
+        self.samples["total"].append(sum(ms.values()))
+        path = frame.record.path
+        self.paths[path] = self.paths.get(path, 0) + 1
 
 
 def run_bench(config: Config, request: BenchRequest) -> dict:
@@ -130,6 +159,7 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
     if request.cpus is not None:
         cpus = pin_to_cpus(request.cpus)
         config = config.replace({"model.threads": request.cpus})
+    uri = _bench_source_uri(request)
     with ExitStack() as stack:
         # Start-up, the refine worker's spawn included, counts as init, not as frame time.
         init_started = time.perf_counter()
@@ -139,99 +169,34 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
             stack.enter_context(worker)
         init_ms = (time.perf_counter() - init_started) * 1000
         worker_cpus = sorted(os.sched_getaffinity(worker.pid)) if worker is not None else None
-        model = segmenter.model
-        feed = stack.enter_context(closing(_FrameFeed(request)))
-        measured = _Measured(request.warmup)
-        progress = stack.enter_context(closing(Progress(request.warmup + request.frames,
-                                                        "bench")))
-
-        def consume(item: _BenchItem) -> None:
-            measured.add(item)
-            progress.update()
-
-        started = time.perf_counter()
-        StageRunner(live=False, overlap=False).run(
-            _decoded(feed, request.warmup + request.frames),
-            [Stage("infer", lambda item: _infer(segmenter, item)),
-             Stage("refine", lambda item: _refine(segmenter, config, item), worker)],
-            consume)
-        wall_s = time.perf_counter() - started
+        source = stack.enter_context(_Cycling(uri))
+        progress = stack.enter_context(tqdm(total=request.warmup + request.frames, desc="bench",
+                                            unit="frame", dynamic_ncols=True))
+        measured = _Measured(request.warmup, progress)
+        options = LoopOptions(frames=request.warmup + request.frames, overlay=config.overlay,
+                              overlap=False)
+        run = Pipeline(source, segmenter, [measured], options).run()
+    model = segmenter.model
     stages = {name: summarize(values) for name, values in measured.samples.items()}
     mean_total = stages["total"]["mean"] or 0.0
     report = {
         "model": str(model.path), "runtime": model.runtime, "threads": config.model.threads,
         "quantization": model.card.quantization if model.card else None,
         "contract": model.contract,
-        "refine": config.refine.mode, "paths_used": measured.paths, "source": feed.describe,
+        "refine": config.refine.mode, "paths_used": measured.paths, "source": uri,
         "refine_worker": "process" if worker is not None else "thread",
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus": cpus,
         "worker_cpus": worker_cpus,
         "machine": platform.machine(),
-        "frames": request.frames, "warmup": request.warmup, "source_loops": feed.loops,
-        "init_ms": init_ms, "first_frame_ms": measured.first_frame_ms,
+        "frames": request.frames, "warmup": request.warmup, "source_loops": source.loops,
+        "init_ms": init_ms, "warmup_ms": run.warmup_ms,
+        "first_frame_ms": measured.first_frame_ms,
         "peak_rss_mb": peak_rss_mb(),
-        "fps": 1000.0 / mean_total if mean_total else 0.0, "wall_s": wall_s, "stages": stages,
+        "fps": 1000.0 / mean_total if mean_total else 0.0, "wall_s": run.wall_s,
+        "stages": stages,
     }
     _write_outputs(report, request)
     return report
-
-
-@dataclass
-class _BenchItem:
-    frame: object
-    times: StageTimes
-    prediction: object = None
-    result: object = None
-
-
-class _Measured:
-    """Per-stage samples of the frames after the warm-up."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.seen = warmup, 0
-        self.samples: dict[str, list[float]] = {name: [] for name in BENCH_STAGES}
-        self.paths: dict[str, int] = {}
-        self.first_frame_ms = 0.0
-
-    def add(self, item: _BenchItem) -> None:
-        self.seen += 1
-        times = item.times
-        if self.seen == 1:
-            self.first_frame_ms = times.total()
-        if self.seen <= self.warmup:
-            return
-        for name in BENCH_STAGES[:-1]:
-            if name in times.ms:
-                self.samples[name].append(times.ms[name])
-        self.samples["total"].append(times.total())
-        path = item.result.path
-        self.paths[path] = self.paths.get(path, 0) + 1
-
-
-def _decoded(feed: _FrameFeed, count: int):
-    for _ in range(count):
-        times = StageTimes()
-        with times.stage("decode"):
-            frame = feed.next()
-        yield _BenchItem(frame, times)
-
-
-def _infer(segmenter: Segmenter, item: _BenchItem) -> _BenchItem:
-    item.prediction = segmenter.infer(item.frame, item.times)
-    return item
-
-
-def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchItem:
-    frame, times = item.frame, item.times
-    with times.stage("cam_upsample"):
-        cam_frame = segmenter.model.cam_to_frame(item.prediction.cam01, frame.shape[:2])
-    result = item.result = segmenter.refine(frame, item.prediction, times)
-    with times.stage("overlay"):
-        draw_overlay(frame, result.mask, config.overlay, cam_frame,
-                     HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
-                              result.path))
-    segmenter.observe_frame(times)
-    return item
 
 
 def _write_outputs(report: dict, request: BenchRequest) -> None:
@@ -253,7 +218,8 @@ def format_bench(report: dict) -> str:
              f"{report['threads']} threads, refine {report['refine']} {report['paths_used']}",
              f"cpu {report['cpu']} x{report['cpu_count']}, pinned to {report['cpus']}; refine "
              f"worker: {report['refine_worker']}; source {report['source']}",
-             f"init {report['init_ms']:.1f} ms, first frame {report['first_frame_ms']:.1f} ms, "
+             f"init {report['init_ms']:.1f} ms, interpreter warm-up {report['warmup_ms']:.1f} ms"
+             f", first frame {report['first_frame_ms']:.1f} ms, "
              f"peak RSS {report['peak_rss_mb']:.1f} MB; {report['frames']} frames after "
              f"{report['warmup']} warm-up: {report['fps']:.1f} FPS (1000 / mean total)"
              + (f"; the source was restarted {report['source_loops']} time(s) to supply them"

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edge.data.datasets import find_labelled_images, find_masked_images, is_class_folder, \
     is_mask_folder
 from edge.data.imageio import read_image_bgr, read_mask
 from edge.errors import DataError
 from edge.measure.metrics import SegmentationTally, classification_metrics
-from edge.measure.progress import Progress
 from edge.method.profiler import StageTimes
 from edge.method.segment import Segmenter
 
@@ -64,10 +64,8 @@ def _classification(segmenter: Segmenter, root: Path, limit: int) -> dict:
     if limit:
         items = items[::max(1, len(items) // limit)][:limit]
     labels, scores, unreadable = [], [], 0
-    progress = Progress(len(items), "eval")
     started = time.perf_counter()
-    for item in items:
-        progress.update()
+    for item in tqdm(items, desc="eval", unit="image", dynamic_ncols=True):
         try:
             frame = read_image_bgr(item.path)
         except DataError:
@@ -76,7 +74,6 @@ def _classification(segmenter: Segmenter, root: Path, limit: int) -> dict:
         prediction = segmenter.infer(frame, StageTimes())
         labels.append(item.label)
         scores.append(prediction.score)
-    progress.close()
     if not labels:
         raise DataError(f"--data {root}: no readable image")
     report = classification_metrics(np.array(labels), np.array(scores),

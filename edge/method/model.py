@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from edge.errors import DataError, MissingDependencyError, ModelError
+from edge.method.choices import RUNTIMES
 from edge.method.modelcard import ModelCard
 from edge.native_logs import tflite_info_hidden
 
-RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _RUNTIME_MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter",
                     "tflite_runtime": "tflite_runtime.interpreter",
                     "tensorflow": "tensorflow"}

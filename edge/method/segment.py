@@ -57,6 +57,11 @@ class Segmenter:
         with times.stage("invoke"):
             return self.model.infer(image_rgb)
 
+    def warm_up(self) -> None:
+        """One invoke on a black frame, on the calling thread: builds this thread's interpreter
+        and lets the runtime settle, so the first real frame is not charged for either."""
+        self.model.infer(np.zeros((*self.model.input_hw, 3), np.uint8))
+
     def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
         if not self.gate.opens(prediction):
             # No corrosion in this frame: an empty mask, and no time spent refining.

@@ -1,11 +1,8 @@
 """Outputs behind one interface: every sink gets every finished frame through `write`.
 
-    display://0          an OpenCV window (q or Esc stops the run)
-    out.mp4 / out.avi    a video file of the overlay (closed properly on Ctrl-C / SIGTERM)
-    dir/                 one overlay JPEG per frame
-    http://HOST:PORT     the inspector's live page (edge/console/server.py)
-    --log frames.jsonl   one JSON record per frame, flushed as it goes
-    --save-masks DIR     one binary PNG mask per frame (named after the image for image sources)
+The URI forms are listed once, in edge/uris.py `OUTPUT_FORMS`; besides them a run may have
+`--log frames.jsonl` (one JSON record per frame, flushed as it goes), `--save-masks DIR` (one
+binary PNG mask per frame) and the terminal's per-frame line (`FrameLineSink`).
 
 Building a sink checks that it can write (and fails at start with the OS's reason) but writes
 nothing: `start()` does the first write (the log is truncated there), after the run has checked
@@ -15,8 +12,9 @@ cleanly).
 
 The http sink is the live console, which sits above this package (it is a FrameSink and serves
 the console's page): `open_output` checks an http URI here and builds the sink with the
-`http_sink` constructor its caller passes in (edge/live/app.py passes
-`edge.console.server.HttpFeedSink.from_uri`), so nothing here imports the console.
+`http_sink(uri)` constructor its caller passes in, with the caller's settings bound
+(edge/live/app.py binds `edge.console.server.HttpFeedSink.from_uri` to the config's `http` and
+`overlay`), so nothing here imports the console or reads config.yaml.
 """
 
 from __future__ import annotations
@@ -30,12 +28,16 @@ from urllib.parse import urlparse
 from edge.errors import SinkError
 from edge.outputs.base import FrameSink, OutputFrame, write_image
 from edge.outputs.display import DisplaySink, display_available
-from edge.outputs.files import (VIDEO_CODECS, ImageFolderSink, JsonlLogSink, MaskFolderSink,
-                                VideoFileSink)
+from edge.outputs.files import (VIDEO_CODECS, FrameLineSink, ImageFolderSink, JsonlLogSink,
+                                MaskFolderSink, VideoFileSink)
+from edge.outputs.frame_record import FrameRecord
+from edge.uris import OUTPUT_FORMS, forms_list
 
-__all__ = ["DisplaySink", "FrameSink", "HttpAddress", "ImageFolderSink", "JsonlLogSink",
-           "MaskFolderSink", "OutputFrame", "VideoFileSink", "display_available", "open_output",
-           "parse_http_uri", "write_image"]
+__all__ = ["DisplaySink", "FrameLineSink", "FrameRecord", "FrameSink", "HttpAddress",
+           "ImageFolderSink", "JsonlLogSink", "MaskFolderSink", "OutputFrame", "VideoFileSink",
+           "display_available", "open_output", "parse_http_uri", "write_image"]
+
+_EXPECTED = f"expected {forms_list(OUTPUT_FORMS)}"
 
 
 @dataclass(frozen=True)
@@ -43,32 +45,34 @@ class HttpAddress:
     """Where an http:// output listens and the token it asks for (empty: none)."""
 
     host: str
-    port: int
+    port: int | None         # None: neither the URI nor the settings name one
     token: str
 
 
-def parse_http_uri(uri: str, settings) -> HttpAddress:
-    """`http://HOST:PORT` checked and completed from the http settings; SinkError (one line)
-    for a path, a query or a bad port."""
+def parse_http_uri(uri: str, settings=None) -> HttpAddress:
+    """`http://HOST:PORT` checked and, given the http settings (config `http`), completed from
+    them; SinkError (one line) for a path, a query or a bad port."""
     parsed = urlparse(uri)
     if parsed.path not in ("", "/") or parsed.query:
         raise SinkError(f"output {uri}: expected http://HOST:PORT with no path")
     try:
-        port = parsed.port if parsed.port is not None else settings.port
+        port = parsed.port
     except ValueError:
         raise SinkError(f"output {uri}: the port must be a number 0..65535") from None
-    host = parsed.hostname or settings.host
+    host = parsed.hostname or (settings.host if settings is not None else "")
+    if port is None and settings is not None:
+        port = settings.port
     # An empty RUSTSEG_TOKEN= is unset, not "no token": it must not switch the config's off.
-    token = os.environ.get("RUSTSEG_TOKEN") or settings.token
+    token = os.environ.get("RUSTSEG_TOKEN") or (settings.token if settings is not None else "")
     return HttpAddress(host, port, token)
 
 
-def open_output(uri: str, fps: float, http_settings=None, headless: bool = False,
-                overlay=None, http_sink: Callable[..., FrameSink] | None = None) -> FrameSink:
+def open_output(uri: str, fps: float, headless: bool = False,
+                http_sink: Callable[[str], FrameSink] | None = None) -> FrameSink:
     """The sink an --output URI names; SinkError (one line) for anything malformed.
 
-    An http:// URI is checked here and built by `http_sink(uri, http_settings, overlay)`
-    (the console's HttpFeedSink.from_uri, passed in by the live app)."""
+    An http:// URI is checked here and built by `http_sink(uri)`, the console's constructor
+    with the caller's settings bound; without one it is refused in one line."""
     uri = str(uri).strip()
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
@@ -79,20 +83,18 @@ def open_output(uri: str, fps: float, http_settings=None, headless: bool = False
     if scheme in ("http", "https"):
         if scheme == "https":
             raise SinkError(f"output {uri}: https is not served; use http:// behind a TLS proxy")
-        parse_http_uri(uri, http_settings)  # a bad URI fails the same with or without a console
+        parse_http_uri(uri)  # a bad URI fails the same with or without a console
         if http_sink is None:
-            raise SinkError(f"output {uri}: the live console is not available here")
-        return http_sink(uri, http_settings, overlay)
+            raise SinkError(f"output {uri}: the live console is not available here (the "
+                            "caller gave no http sink)")
+        return http_sink(uri)
     if scheme:
-        raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; expected display://0, "
-                        "a .mp4/.avi file, a folder/ or http://HOST:PORT")
+        raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; {_EXPECTED}")
     if not uri:
-        raise SinkError("output is empty; expected display://0, a .mp4/.avi file, a folder/ or "
-                        "http://HOST:PORT")
+        raise SinkError(f"output is empty; {_EXPECTED}")
     path = Path(uri).expanduser()
     if path.suffix.lower() in VIDEO_CODECS:
         return VideoFileSink(path, fps)
     if uri.endswith(("/", os.sep)) or path.is_dir() or not path.suffix:
         return ImageFolderSink(path)
-    raise SinkError(f"output {uri}: unsupported file type {path.suffix}; expected .mp4, .avi, "
-                    "a folder/ or a URI")
+    raise SinkError(f"output {uri}: unsupported file type {path.suffix}; {_EXPECTED}")

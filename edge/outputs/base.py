@@ -10,13 +10,14 @@ cleanly).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import SinkError
+from edge.outputs.frame_record import FrameRecord
 
 
 @dataclass
@@ -27,13 +28,22 @@ class OutputFrame:
     name: str                    # image stem or zero-padded index
     overlay_bgr: np.ndarray      # uint8 [H, W, 3] frame with mask, heatmap and HUD drawn
     mask: np.ndarray             # bool [H, W]
-    record: dict = field(default_factory=dict)   # the JSON log record of this frame
+    record: FrameRecord          # what the loop says about this frame (the log line)
     frame_bgr: np.ndarray | None = None          # uint8 [H, W, 3] the frame as captured
 
 
 class FrameSink(ABC):
+    """One output. What the run does with a sink it reads from these attributes, never from
+    the sink's class or name."""
+
     name = "sink"
     wants_stop = False           # a sink may ask the loop to stop (display window closed)
+    # An output of the run: the report tallies the frames it kept, and its failure is handled
+    # by loop.sink_error_policy. A view that keeps nothing (the terminal's per-frame line)
+    # sets False: it is not tallied, and its failure (its reader gone) ends the run.
+    is_output = True
+    url: str | None = None       # a page a person opens to watch the run, announced at start
+    warnings: tuple[str, ...] = ()  # what the user must be told at start (an open page)
 
     def __enter__(self) -> "FrameSink":
         self.start()

@@ -1,11 +1,12 @@
-"""Outputs that write files: the overlay video, one overlay JPEG per frame, the masks and the
-per-frame JSON log."""
+"""Outputs that write files or lines: the overlay video, one overlay JPEG per frame, the masks,
+the per-frame JSON log and the terminal's per-frame line."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -126,7 +127,7 @@ class JsonlLogSink(FrameSink):
 
     def write(self, frame: OutputFrame) -> None:
         try:
-            self.file.write(json.dumps(frame.record, separators=(",", ":")) + "\n")
+            self.file.write(json.dumps(frame.record.to_json(), separators=(",", ":")) + "\n")
             self.file.flush()
         except OSError as exc:
             raise SinkError(f"--log {self.path}: write failed ({exc.strerror})") from None
@@ -139,3 +140,17 @@ class JsonlLogSink(FrameSink):
             except OSError:
                 pass  # nothing more can be saved; closing still releases the handle
             self.file.close()
+
+
+class FrameLineSink(FrameSink):
+    """One line per frame (FrameRecord.line) on a text stream the caller owns (the CLI gives
+    stdout). A view, not an output: a stream whose reader has gone (`| head`) ends the run."""
+
+    is_output = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.name = stream, "frame lines"
+
+    def write(self, frame: OutputFrame) -> None:
+        self.stream.write(frame.record.line() + "\n")
+        self.stream.flush()

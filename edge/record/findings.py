@@ -81,10 +81,10 @@ class FindingSink(FrameSink):
         pending = self._pending
         if pending is not None and frame.index - pending.index > self.rule.gap:
             self._commit()
-        area = float(frame.record.get("corroded_fraction", 0.0))
+        area = frame.record.corroded_fraction
         far_enough = self._last_index is None or frame.index - self._last_index > self.rule.gap
         if self.rule.is_candidate(area) and far_enough and (
-                self._pending is None or area > self._pending.record["corroded_fraction"]):
+                self._pending is None or area > self._pending.record.corroded_fraction):
             self._pending = frame
 
     def close(self) -> None:
@@ -105,8 +105,8 @@ class FindingSink(FrameSink):
                     [cv2.IMWRITE_JPEG_QUALITY, _OVERLAY_JPEG_QUALITY])
         write_image(files.mask, frame.mask.astype(np.uint8) * 255, [])
         source_file = self.source_file(frame.name)
-        entry = {key: frame.record.get(key) for key in
-                 ("index", "name", "captured_at", "score", "corroded_fraction", "path")}
+        # The frame's own record, then where its files and position are.
+        entry = frame.record.to_json()
         entry.update(raw=self.layout.relative(files.raw),
                      overlay=self.layout.relative(files.overlay),
                      mask=self.layout.relative(files.mask),

@@ -26,19 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import DataError
+from edge.outputs import FrameRecord
 
 RECORD_FORMAT = "rustseg-record/1"
-
-# How a run ended (summary.json "ended"). The first two are normal ends.
-ENDED_SOURCE = "end of source"
-ENDED_FRAME_LIMIT = "frame limit"
-ENDED_SIGINT = "SIGINT"
-ENDED_SIGTERM = "SIGTERM"
-ENDED_DISK_FULL = "disk full"
-ENDED_OUTPUT_LOST = "output lost"
-ENDED_ERROR = "error"
-ENDED_RUNNING = "running"          # still running, or died without a word (power loss, kill -9)
-NORMAL_ENDS = (ENDED_SOURCE, ENDED_FRAME_LIMIT)
+# summary.json "ended" says how the run ended: an edge.stop_reason.StopReason value.
 
 
 @dataclass(frozen=True)
@@ -126,8 +117,8 @@ class RecordLayout:
         summary = self.read_summary() if self.is_record() else None
         return bool(summary and summary.get("complete"))
 
-    def read_frames(self) -> list[dict]:
-        return _read_jsonl(self.frames_log)
+    def read_frames(self) -> list[FrameRecord]:
+        return [FrameRecord.from_json(line) for line in _read_jsonl(self.frames_log)]
 
     def read_findings(self) -> list[dict]:
         return _read_jsonl(self.findings_log) if self.findings_log.is_file() else []
@@ -163,15 +154,15 @@ def _read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def flight_stats(frames: list[dict]) -> dict:
+def flight_stats(frames: list[FrameRecord]) -> dict:
     """The flight summary of a frames.jsonl: the one computation behind summary.json and the
     report, so both always agree with the log. A frame "with corrosion" has a non-empty mask."""
-    areas = [float(f["corroded_fraction"]) for f in frames]
-    scores = [float(f["score"]) for f in frames]
-    times = [float(f["captured_at"]) for f in frames]
+    areas = [float(f.corroded_fraction) for f in frames]
+    scores = [float(f.score) for f in frames]
+    times = [float(f.captured_at) for f in frames]
     paths: dict[str, int] = {}
     for f in frames:
-        paths[f["path"]] = paths.get(f["path"], 0) + 1
+        paths[f.path] = paths.get(f.path, 0) + 1
     with_corrosion = sum(1 for a in areas if a > 0)
     return {"frames": len(frames),
             "duration_s": (max(times) - min(times)) if times else 0.0,

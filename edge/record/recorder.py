@@ -21,10 +21,9 @@ from edge.config import Config
 from edge.errors import ConfigError, RustsegError
 from edge.method.modelcard import file_sha256
 from edge.record.findings import FindingRule, FindingSink
-from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
-                         ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
-                         flight_stats)
+from edge.record.layout import RECORD_FORMAT, RecordLayout, flight_stats
 from edge.outputs import FrameSink, JsonlLogSink, VideoFileSink
+from edge.stop_reason import StopReason
 from edge.writable import disk_full, make_folder, write_atomic
 
 _SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at the end
@@ -68,7 +67,7 @@ class RunRecorder:
                      "config": dataclasses.asdict(self.config)}
         _write_json(self.layout.run_json, self._run)
         with open(self.layout.summary_json, "wb") as file:
-            file.write(_padded({"format": RECORD_FORMAT, "ended": ENDED_RUNNING,
+            file.write(_padded({"format": RECORD_FORMAT, "ended": StopReason.RUNNING,
                                 "complete": False, "started_at": self.started_at}))
             file.flush()
             os.fsync(file.fileno())
@@ -80,7 +79,7 @@ class RunRecorder:
         ended = _how_it_ended(report, failure, self.layout.root)
         kept_all = report is not None and not report.lost_outputs and failure is None
         summary = {"format": RECORD_FORMAT, "ended": ended,
-                   "complete": ended in NORMAL_ENDS and kept_all,
+                   "complete": ended.normal and kept_all,
                    "every_output_kept_every_frame": kept_all,
                    "stopped_by": report.stopped_by if report else None,
                    "error": _one_line(failure) if failure else None,
@@ -118,18 +117,16 @@ def _clear_old_record(layout: RecordLayout) -> None:
     make_folder(layout.findings_dir)
 
 
-def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
+def _how_it_ended(report, failure: BaseException | None, root: Path) -> StopReason:
     if failure is not None:
         if isinstance(failure, KeyboardInterrupt):
-            return ENDED_SIGINT
-        return ENDED_DISK_FULL if disk_full(root) else ENDED_ERROR
+            return StopReason.SIGINT
+        return StopReason.DISK_FULL if disk_full(root) else StopReason.ERROR
     if report.interrupted_by:
         return report.interrupted_by
     if report.lost_outputs:
-        return ENDED_DISK_FULL if disk_full(root) else ENDED_OUTPUT_LOST
-    if report.stopped_by.startswith("--frames"):
-        return ENDED_FRAME_LIMIT
-    return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
+        return StopReason.DISK_FULL if disk_full(root) else StopReason.OUTPUT_LOST
+    return report.stopped_by  # end of source, frame limit, or the loop's own reason
 
 
 def _one_line(exc: BaseException) -> str:

@@ -22,11 +22,12 @@ import numpy as np
 from edge.errors import DataError, MissingDependencyError
 from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
-from edge.record.layout import ENDED_RUNNING, RECORD_FORMAT, RecordLayout, flight_stats
+from edge.outputs import FrameRecord
+from edge.record.layout import RECORD_FORMAT, RecordLayout, flight_stats
+from edge.stop_reason import StopReason
 
 _PATHS_EXPLAINED = "; ".join(f"{path}: {meaning}" for path, meaning in PATH_MEANINGS.items())
 
-ENDED_CUT_SHORT = "cut short (no final summary: the process died or the disk was full)"
 _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path", "lat", "lon",
                 "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
                 "source_file")
@@ -71,7 +72,7 @@ def write_report(record_dir: str | Path, top: int = 12) -> ReportResult:
 def _write_report(layout: RecordLayout, plt, top: int) -> ReportResult:
     run, frames, findings = layout.read_run(), layout.read_frames(), layout.read_findings()
     summary, wrote_summary = _summary(layout, frames, findings)
-    start = min((f["captured_at"] for f in frames), default=run.get("started_at", 0.0))
+    start = min((f.captured_at for f in frames), default=run.get("started_at", 0.0))
     layout.report_files.mkdir(exist_ok=True)
     photos = run.get("source_kind") == "photos"
     plots = {"timeline": _plot_timeline(plt, frames, start, layout.report_files, photos)}
@@ -85,46 +86,46 @@ def _write_report(layout: RecordLayout, plt, top: int) -> ReportResult:
     return ReportResult(layout.report_html, summary, len(findings), len(located), wrote_summary)
 
 
-def _summary(layout: RecordLayout, frames: list[dict], findings: list[dict]) -> tuple[dict, bool]:
+def _summary(layout: RecordLayout, frames: list[FrameRecord], findings: list[dict]) -> tuple[dict, bool]:
     """The run's own summary.json, or one rebuilt from the log when the run left none."""
     summary = layout.read_summary()
-    if summary is not None and summary.get("ended") != ENDED_RUNNING:
+    if summary is not None and summary.get("ended") != StopReason.RUNNING:
         return summary, False
-    rebuilt = {"format": RECORD_FORMAT, "ended": ENDED_CUT_SHORT, "complete": False,
+    rebuilt = {"format": RECORD_FORMAT, "ended": StopReason.CUT_SHORT, "complete": False,
                "every_output_kept_every_frame": False, "stopped_by": None, "error": None,
                "started_at": (summary or {}).get("started_at"),
-               "ended_at": max((f["output_at"] for f in frames), default=None),
+               "ended_at": max((f.output_at for f in frames), default=None),
                "flight": flight_stats(frames), "findings": len(findings), "run": None,
                "written_by": "rustseg report"}
     layout.summary_json.write_text(json.dumps(rebuilt, indent=2) + "\n")
     return rebuilt, True
 
 
-def stage_table(frames: list[dict]) -> dict[str, dict]:
+def stage_table(frames: list[FrameRecord]) -> dict[str, dict]:
     """Per-stage millisecond summaries from the log, stages in the order the loop runs them,
     plus latency (capture to output)."""
     samples: dict[str, list[float]] = {}
     for f in frames:
-        for stage, ms in f.get("ms", {}).items():
+        for stage, ms in f.ms.items():
             samples.setdefault(stage, []).append(ms)
-        samples.setdefault("latency", []).append((f["output_at"] - f["captured_at"]) * 1000.0)
+        samples.setdefault("latency", []).append((f.output_at - f.captured_at) * 1000.0)
     return {stage: summarize(values) for stage, values in samples.items()}
 
 
 # --- files beside the report -----------------------------------------------------------------
 
-def _plot_timeline(plt, frames: list[dict], start: float, folder: Path, photos: bool) -> Path:
+def _plot_timeline(plt, frames: list[FrameRecord], start: float, folder: Path, photos: bool) -> Path:
     """Over time for video and cameras; over the photo sequence for photo folders (their
     read time says nothing about the flight)."""
-    t = [f["index"] for f in frames] if photos else [f["captured_at"] - start for f in frames]
+    t = [f.index for f in frames] if photos else [f.captured_at - start for f in frames]
     figure, area_axis = plt.subplots(figsize=(9, 3.2))
-    area_axis.plot(t, [100 * f["corroded_fraction"] for f in frames], color="#d9480f",
+    area_axis.plot(t, [100 * f.corroded_fraction for f in frames], color="#d9480f",
                    marker="o" if photos else None, markersize=3,
                    label="corroded area (% of frame)")
     area_axis.set_xlabel("photo (in name order)" if photos else "time since first frame (s)")
     area_axis.set_ylabel("corroded area (%)")
     score_axis = area_axis.twinx()
-    score_axis.plot(t, [f["score"] for f in frames], color="#1864ab", alpha=0.7,
+    score_axis.plot(t, [f.score for f in frames], color="#1864ab", alpha=0.7,
                     marker="o" if photos else None, markersize=3,
                     label="corrosion score")
     score_axis.set_ylim(0, 1.02)
@@ -203,7 +204,7 @@ def _file_name(finding: dict) -> str:
 
 # --- the page ----------------------------------------------------------------------------
 
-def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
+def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[FrameRecord],
           findings: list[dict], plots: dict[str, Path], start: float, top: int) -> str:
     e = html.escape
     flight = flight_stats(frames)  # from the log itself, whatever summary.json says

@@ -1,14 +1,6 @@
 """Frame sources behind one interface, chosen from a URI (jetson-inference / Ultralytics style).
 
-    0, /dev/video0, v4l2:///dev/video0     USB / V4L2 camera (OpenCV)
-    csi://0                                Jetson CSI camera through GStreamer (nvarguscamerasrc)
-    picam://0                              Raspberry Pi camera through picamera2
-    rtsp://host/path                       network stream (FFmpeg)
-    clip.mp4                               a video file (every frame; --loop restarts it)
-    photo.jpg, folder/, 'shots/*.png'      one image, a folder or a glob (every image)
-    synthetic://?width=640&height=480&frames=600&seed=1[&fps=30]
-                                           the built-in scene generator; with fps it behaves
-                                           like a live camera (paced, newest frame only)
+The URI forms are listed once, in edge/uris.py `SOURCE_FORMS`.
 
 Files and folders are "every frame" sources: `read()` returns each frame in turn. Live sources
 run a capture thread that keeps only the newest frame and counts the ones it overwrote
@@ -34,6 +26,7 @@ from edge.sources.files import VIDEO_SUFFIXES, ImageListSource, VideoFileSource,
 from edge.sources.live import (LiveSource, OpenCvCaptureSource, PicameraSource, csi_pipeline,
                                gstreamer_available)
 from edge.sources.synthetic import PacedSyntheticSource, SyntheticClipSource, open_synthetic
+from edge.uris import SOURCE_FORMS, forms_list
 
 __all__ = ["Frame", "FrameSource", "ImageListSource", "LiveSource", "OpenCvCaptureSource",
            "PacedSyntheticSource", "PicameraSource", "SyntheticClipSource", "VIDEO_SUFFIXES",
@@ -45,7 +38,7 @@ def open_source(uri: str, loop_video: bool = False, reconnect_timeout_s: float =
     """The source a URI names; SourceError (one line) for anything malformed or unknown."""
     uri = str(uri).strip()
     if not uri:
-        raise SourceError("source is empty; expected a camera number, a file, a folder or a URI")
+        raise SourceError(f"source is empty; expected {forms_list(SOURCE_FORMS)}")
     live = dict(reconnect_timeout_s=reconnect_timeout_s, backoff_s=backoff_s)
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""  # "C:" is not a scheme
@@ -76,9 +69,8 @@ def open_source(uri: str, loop_video: bool = False, reconnect_timeout_s: float =
     if scheme == "file":
         uri, scheme = parsed.path, ""
     if scheme:
-        raise SourceError(f"source {uri!r}: unknown scheme {scheme}://; expected a camera "
-                          "number, /dev/videoN, v4l2://, csi://, picam://, rtsp://, "
-                          "synthetic://, a file, a folder or a glob")
+        raise SourceError(f"source {uri!r}: unknown scheme {scheme}://; expected "
+                          f"{forms_list(SOURCE_FORMS)}")
     return open_file_source(uri, loop_video)
 
 

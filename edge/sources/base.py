@@ -36,6 +36,7 @@ class FrameSource(ABC):
         self.dropped = 0          # frames captured but never handed out (live sources only)
         self.skipped = 0          # unreadable inputs passed over (image folders)
         self.latest_index = -1    # newest frame captured so far (for lag measurement)
+        self.warnings: list[str] = []  # inputs passed over, one line each (image folders)
 
     def __enter__(self) -> "FrameSource":
         return self

@@ -28,7 +28,6 @@ class ImageListSource(FrameSource):
                               f"({', '.join(IMAGE_SUFFIXES)})")
         self.paths, self.describe, self.position = paths, describe, 0
         self.names = unique_frame_names(paths)
-        self.warnings: list[str] = []
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return list(zip(self.paths, self.names))
