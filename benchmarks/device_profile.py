@@ -25,7 +25,7 @@ from common import RESULTS, ROOT, machine, write_report
 PATHS = ("none", "light", "full", "auto")
 CPUS = (1, 2)
 SIZES = ((320, 240), (640, 480))
-STAGES = ("decode", "preprocess", "invoke", "refine", "overlay", "total")
+STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "total")  # as bench names them
 # Device scaling, an ESTIMATE (benchmarks/README.md gives the sources): a Raspberry Pi 4 core
 # is 4-5x slower than one of these (the estimate); a Pi 5 is 2-3x a Pi 4 (Raspberry Pi's
 # launch figure); a Jetson Nano's CPU (4x Cortex-A57, 1.43 GHz) is taken as a Pi 4 (4x

@@ -117,7 +117,7 @@ def test_the_page_shows_the_huds_rolling_fps_not_an_average_since_start():
     config = load_config(overrides={"refine.mode": "none"})
     feed = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
     pause = _PausingSink(at_index=5, pause_s=3.0)
-    options = LoopOptions(frames=50, overlay=config.overlay, print_frames=False)
+    options = LoopOptions(frames=50, overlay=config.overlay)
     try:
         with open_source("synthetic://?width=64&height=48&frames=50") as source:
             report = Pipeline(source, build_segmenter(config), [pause, feed], options).run()

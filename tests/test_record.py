@@ -115,7 +115,7 @@ def test_record_and_report_from_a_synthetic_run(tmp_path):
 
 def test_record_keeps_log_and_other_outputs_working(tmp_path):
     request = RunRequest(SMALL_CLIP, (str(tmp_path / "also.mp4"),), str(tmp_path / "also.jsonl"),
-                         str(tmp_path / "masks"), headless=True, print_frames=False,
+                         str(tmp_path / "masks"), headless=True,
                          record=str(tmp_path / "rec"))
     report = run_loop(_config(), request)
     assert all(t.written == 24 and t.error is None for t in report.outputs.values())

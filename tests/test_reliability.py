@@ -170,7 +170,7 @@ class _DyingCamera(LiveSource):
 
 
 def _run_with(source, config, sinks=(), frames=0):
-    options = LoopOptions(frames=frames, overlay=config.overlay, print_frames=False,
+    options = LoopOptions(frames=frames, overlay=config.overlay,
                           sink_error_policy=config.loop.sink_error_policy)
     return Pipeline(source, build_segmenter(config), list(sinks), options).run()
 
@@ -800,7 +800,7 @@ def test_ctrl_c_during_a_hung_reconnect_ends_the_run_within_a_second():
     camera = _HangingReopen()
     stop = threading.Event()
     pipeline = Pipeline(camera, build_segmenter(config), [],
-                        LoopOptions(overlay=config.overlay, print_frames=False), stop)
+                        LoopOptions(overlay=config.overlay), stop)
     reports = []
     runner = threading.Thread(target=lambda: reports.append(pipeline.run()))
     try:

@@ -144,7 +144,7 @@ def _alive(pid: int) -> bool:
 
 
 def _options(config):
-    return LoopOptions(overlay=config.overlay, print_frames=False)
+    return LoopOptions(overlay=config.overlay)
 
 
 @pytest.mark.parametrize("ending", ["end of source", "source crash"])
