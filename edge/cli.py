@@ -252,7 +252,6 @@ def _log_to_stderr() -> None:
         handler.rustseg_cli = True  # main() may run more than once in one process (tests)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 @contextmanager

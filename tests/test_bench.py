@@ -91,3 +91,12 @@ def test_bench_times_the_stages_of_the_live_loop(tmp_path):
     assert result.returncode == 0, result.stderr
     logged = set().union(*(json.loads(line)["ms"] for line in log.read_text().splitlines()))
     assert logged == set(BENCH_STAGES[:-1])
+
+
+def test_benchmark_plots_are_skipped_without_matplotlib(monkeypatch, capsys, tmp_path):
+    from benchmarks import common
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert common.bar_plot("x", ["a"], [1.0], "ms", "t") is None
+    assert "plot x.png skipped: matplotlib is not installed" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())

@@ -16,26 +16,37 @@ from edge.console.live_findings import RecentFindings
 from edge.console.server import HttpFeedSink
 from edge.live.app import build_segmenter
 from edge.live.pipeline import LoopOptions, Pipeline
-from edge.outputs import OutputFrame
+from edge.outputs import FrameRecord, FrameSink, OutputFrame
 from edge.sources import open_source
 
 
 def _frame(index, area, width=640, height=480):
     """An overlay whose colour encodes its index, and the loop's record for it."""
     image = np.full((height, width, 3), index % 256, np.uint8)
-    return image, {"index": index, "name": f"f{index}", "corroded_fraction": area,
-                   "score": 0.9, "valid": True}
+    return image, FrameRecord(index, f"f{index}", 0.0, 0.0, 0.9, corroded_fraction=area)
 
 
-def test_one_finding_per_window_the_most_corroded_and_bounded(monkeypatch):
-    monkeypatch.setattr(live_findings, "_WINDOW_S", 0.1)
-    findings = RecentFindings(80)
+class _Clock:
+    """Seconds that pass only when the test says so: windows are cut on the run's clock, and
+    a busy machine must not move a frame into the next window."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_finding_per_window_the_most_corroded_and_bounded():
+    clock = _Clock()
+    findings = RecentFindings(80, clock)
     index = 0
     for window in range(live_findings._KEEP + 4):
         for area in (0.02, 0.30 + window / 100, 0.10, 0.005):
             findings.offer(_frame(index, area)[1], _frame(index, area)[0])
             index += 1
-        time.sleep(0.12)
+            clock.now += live_findings._WINDOW_S / 8   # four frames fill half a window
+        clock.now += live_findings._WINDOW_S / 2
     image, record = _frame(index, 0.0)
     findings.offer(record, image)  # closes the last window; not a finding
     shown = findings.summaries()
@@ -50,19 +61,21 @@ def test_frames_under_the_minimum_area_or_invalid_are_not_findings():
     findings = RecentFindings(80)
     image, record = _frame(1, live_findings._MIN_AREA / 2)
     findings.offer(record, image)
-    findings.offer({**_frame(2, 0.5)[1], "valid": False}, _frame(2, 0.5)[0])
+    image, record = _frame(2, 0.5)
+    record.valid = False
+    findings.offer(record, image)
     assert findings.summaries() == []
 
 
-def test_an_open_windows_best_frame_is_shown_once_its_window_has_closed(monkeypatch):
+def test_an_open_windows_best_frame_is_shown_once_its_window_has_closed():
     """Its frame may still be replaced by a larger one until then (a click on it would 404)."""
-    monkeypatch.setattr(live_findings, "_WINDOW_S", 0.2)
-    findings = RecentFindings(80)
+    clock = _Clock()
+    findings = RecentFindings(80, clock)
     for index, area in ((1, 0.1), (2, 0.3)):
         image, record = _frame(index, area)
         findings.offer(record, image)
     assert findings.summaries() == [] and findings.jpeg(2, "thumb") is None
-    time.sleep(0.25)  # no frame arrives: the run has paused or stopped
+    clock.now += live_findings._WINDOW_S * 1.1  # no frame arrives: the run paused or stopped
     assert [f["id"] for f in findings.summaries()] == [2]
     assert findings.jpeg(2, "thumb") is not None
 
@@ -97,9 +110,9 @@ def test_the_route_serves_thumbnails_and_full_size_behind_the_token(monkeypatch)
         sink.close()
 
 
-class _PausingSink:
+class _PausingSink(FrameSink):
     """Holds the loop up once, as a stalled output or a hiccup of the device would."""
-    name, wants_stop = "pause", False
+    name = "pause"
 
     def __init__(self, at_index: int, pause_s: float) -> None:
         self.at_index, self.pause_s, self.last_record = at_index, pause_s, None
@@ -126,4 +139,4 @@ def test_the_page_shows_the_huds_rolling_fps_not_an_average_since_start():
         feed.close()
     assert report.frames_processed == 50
     # The last 30 frames came after the pause: the rolling FPS is well above the run's average.
-    assert stats["fps"] == pause.last_record["fps"] > 1.5 * report.fps
+    assert stats["fps"] == pause.last_record.fps > 1.5 * report.fps

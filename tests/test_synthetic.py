@@ -1,3 +1,5 @@
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -62,3 +64,19 @@ def test_folder_writers_produce_the_layouts_the_loaders_read(tmp_path):
     assert len(pairs) == 4
     assert read_image_bgr(pairs[0].image).shape == (40, 50, 3)
     assert read_mask(pairs[0].mask).shape == (40, 50)
+
+
+def test_a_paced_synthetic_clip_ends_after_its_frames():
+    from edge.sources import open_source
+    frames = []
+    with open_source("synthetic://?width=64&height=48&frames=6&fps=60") as source:
+        # 6 frames at 60 FPS take 0.1 s; the deadline only bounds a hang on a busy machine.
+        deadline = time.monotonic() + 30
+        while not source.ended and time.monotonic() < deadline:
+            frame = source.read()
+            if frame is not None:
+                frames.append(frame.index)
+            else:
+                time.sleep(0.002)
+        ended = source.ended
+    assert ended and frames == list(range(6))
