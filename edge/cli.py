@@ -199,7 +199,8 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                    help="local: a process pool here; ray: Ray tasks (needs the cluster extra)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="inputs processed at once (default: one per core)")
+                   help="inputs processed at once (default: one per core; never more than "
+                   "the inputs to do or the cores)")
 
     p = command("report", "write the HTML report, findings.csv and findings.geojson of a run "
                 "record (needs the report extra: matplotlib)")

@@ -22,11 +22,12 @@ import pytest
 
 from edge.batch import BatchRequest, run_batch
 from edge.batch.inputs import expand_inputs
-from edge.batch.runner import RECORDS_DIR, plan_workers
+from edge.batch import engines
+from edge.batch.runner import RECORDS_DIR, WorkerPlan, plan_workers
 from edge.cli import main
 from edge.config import load_config
 from edge.data.synthetic import make_scene, write_clip_video
-from edge.errors import DataError
+from edge.errors import ConfigError, DataError
 from edge.record.layout import RecordLayout
 
 _W, _H = 160, 120
@@ -67,10 +68,11 @@ def _record_digest(record: Path) -> tuple[int, list, str]:
     for mask in sorted(layout.findings_dir.glob("*_mask.png")):
         digest.update(mask.name.encode())
         digest.update(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).tobytes())
-    return len(frames), [f["corroded_fraction"] for f in frames], digest.hexdigest()
+    return len(frames), [f.corroded_fraction for f in frames], digest.hexdigest()
 
 
-def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, tmp_path):
+def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, tmp_path,
+                                                                     capsys):
     out = tmp_path / "out"
     result = _batch(archive.values(), out, workers=2)
     got = _by_uri(result)
@@ -104,25 +106,32 @@ def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, t
 
     # The exit code says not everything succeeded (the corrupt file), after a full batch.
     assert main(["batch", str(archive["flight_b"]), str(archive["corrupt"]), "--out",
-                 str(tmp_path / "cli"), "--workers", "1"]) == 6
+                 str(tmp_path / "cli"), "--workers", "9"]) == 6
+    # More workers than inputs and cores are capped, and the CLI says so.
+    assert "rustseg: WARNING: --workers 9: running " in capsys.readouterr().err
     assert main(["batch", str(archive["flight_b"]), "--out", str(tmp_path / "cli")]) == 0
 
 
 def test_rerun_skips_current_inputs_and_redoes_a_touched_one(archive, tmp_path):
     inputs = [archive["flight_a"], archive["flight_b"], archive["stills"]]
     out = tmp_path / "out"
-    first_started = time.perf_counter()
     first = _batch(inputs, out, workers=2)
-    first_s = time.perf_counter() - first_started
     assert first.all_done
     logs = {n: Path(o["record"]) / "frames.jsonl" for n, o in _by_uri(first).items()}
     written = {n: p.stat().st_mtime_ns for n, p in logs.items()}
 
-    again_started = time.perf_counter()
-    again = _batch(inputs, out, workers=2)
-    again_s = time.perf_counter() - again_started
+    engine_jobs = []
+    real_engine = engines.ENGINES["local"]
+
+    def counting_engine(jobs, *args):
+        engine_jobs.append([Path(job.item.uri).name for job in jobs])
+        return real_engine(jobs, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(engines.ENGINES, "local", counting_engine)
+        again = _batch(inputs, out, workers=2)
     assert {o["status"] for o in again.outcomes} == {"skipped"} and again.all_done
-    assert again_s < first_s / 3, (again_s, first_s)
+    assert engine_jobs == [[]]  # nothing current was handed to a worker
     assert {n: p.stat().st_mtime_ns for n, p in logs.items()} == written
     assert _by_uri(again)["flight_a.avi"]["frames"] == 8  # the index keeps the figures
 
@@ -201,8 +210,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     listing.write_text("# archive\n\n")
     with pytest.raises(DataError, match="lists no inputs"):
         expand_inputs([f"@{listing}"])
-    assert plan_workers(2, cores=2) == (2, 1)
-    assert plan_workers(1, cores=4) == (1, 4)
+
+
+def test_batch_plans_its_processes_once_to_fit_the_cores():
+    from edge.method.segment import build_segmenter
+
+    assert plan_workers(2, cores=2) == WorkerPlan(2, 1)
+    assert plan_workers(1, cores=4) == WorkerPlan(1, 4)
+    assert plan_workers(None, cores=2, inputs=5) == WorkerPlan(2, 1)  # one per core
+    over = plan_workers(8, cores=2, inputs=5)
+    assert (over.workers, over.threads) == (2, 1) and "2 cores" in over.capped
+    few = plan_workers(4, cores=4, inputs=1)  # one input: one worker with every core
+    assert (few.workers, few.threads) == (1, 4) and "1 inputs to do" in few.capped
+    with pytest.raises(ConfigError, match="--workers"):
+        plan_workers(0, cores=2)
+    # A worker refines in its own process: its segmenter starts no refine worker process.
+    config = WorkerPlan(2, 1).worker_config(load_config(overrides={"refine.mode": "light",
+                                                                  "refine.worker": "process"}))
+    assert config.model.threads == 1 and config.refine.worker == "thread"
+    assert build_segmenter(config, allow_worker=True).refine_worker is None
 
 
 def test_list_file_and_glob_expand(archive, tmp_path):

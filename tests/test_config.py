@@ -7,6 +7,7 @@ import yaml
 
 from edge.config import default_config_path, load_config
 from edge.errors import ConfigError
+from edge.method.refine.registry import REFINE_MODES
 
 
 def _write(tmp_path, mutate):
@@ -69,10 +70,19 @@ def test_overrides_are_validated_like_the_file():
     assert config.replace({"refine.mode": "full"}).refine.mode == "full"
 
 
-def test_cli_show_prints_effective_config_and_flags_override():
-    out = subprocess.run([sys.executable, "-m", "edge.cli", "config", "--show"],
-                         capture_output=True, text=True, check=True).stdout
-    assert yaml.safe_load(out)["refine"]["mode"] == load_config().refine.mode
+def test_cli_show_prints_effective_config_and_flags_override(tmp_path):
+    def shown(*args):
+        return yaml.safe_load(subprocess.run([sys.executable, "-m", "edge.cli", *args],
+                                             capture_output=True, text=True, check=True).stdout)
+
+    default = load_config().refine.mode
+    assert shown("config", "--show")["refine"]["mode"] == default
+    other = next(mode for mode in REFINE_MODES if mode != default)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"refine: {{mode: {other}}}\n")
+    # --config before or after the command, as every flag that mirrors a key
+    assert shown("--config", str(mine), "config", "--show")["refine"]["mode"] == other
+    assert shown("config", "--show", "--config", str(mine))["refine"]["mode"] == other
 
 
 def test_cli_bad_flag_value_is_one_line(tmp_path):

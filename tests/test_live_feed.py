@@ -37,7 +37,7 @@ def _get(url, headers=None):
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=3) as response:
-            return response.status, response.read(200)
+            return response.status, response.read(65536)  # no route asked for here streams
     except urllib.error.HTTPError as error:
         return error.code, b""
 

@@ -1,5 +1,9 @@
 """Engines run `work.process_input` over jobs: `local` (a process pool) or `ray` (Ray tasks).
 
+The runner plans the processes once (runner.plan_workers): each worker is one process that
+infers and refines (its jobs' config says refine.worker = thread, so no refine worker process
+is started on top), with model.threads TFLite and OpenCV threads, workers x threads = cores.
+
 Both have one signature: `run(jobs, workers, threads, on_done, address)`. They call `on_done`
 with each outcome as it arrives (the runner updates the manifest, index and progress bar), and
 on Ctrl-C they ask the jobs in flight to stop, hand in what those return (`interrupted`, their
@@ -24,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
+import cv2
+
 from edge import native_logs
 from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
 from edge.errors import MissingDependencyError, RustsegError
@@ -43,11 +49,13 @@ _MAX_POOL_RESTARTS = 3
 _worker_stop = None  # the pool's shared stop event, set in each worker by _init_pool_worker
 
 
-def _init_pool_worker(stop_event) -> None:
+def _init_pool_worker(stop_event, threads: int) -> None:
     """Ctrl-C reaches every process of the terminal's group; the driver decides what stops
-    (through `stop_event`), so an idle worker must not die of it."""
+    (through `stop_event`), so an idle worker must not die of it. OpenCV gets the worker's
+    share of the cores, as TFLite does (model.threads)."""
     global _worker_stop
     _worker_stop = stop_event
+    cv2.setNumThreads(threads)
     native_logs.configure(verbose=False)  # TFLite's INFO lines would tear the progress bar
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -80,16 +88,17 @@ def run_local(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
     for _ in range(_MAX_POOL_RESTARTS):
         if not pending:
             return
-        pending = _run_pool(pending, workers, context, stop, on_done)
+        pending = _run_pool(pending, workers, threads, context, stop, on_done)
     for job in pending:  # the pool kept breaking before these even started
         on_done(_lost(job, "worker pool broke repeatedly; not started"))
 
 
-def _run_pool(jobs: list[Job], workers: int, context, stop, on_done: OnDone) -> list[Job]:
+def _run_pool(jobs: list[Job], workers: int, threads: int, context, stop,
+              on_done: OnDone) -> list[Job]:
     """Runs jobs until done or the pool breaks; returns the jobs that never started."""
     not_started: list[Job] = []
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
-                             initargs=(stop,)) as pool:
+                             initargs=(stop, threads)) as pool:
         futures = {pool.submit(_pool_task, job): job for job in jobs}
         try:
             while futures:
@@ -179,6 +188,7 @@ def _local_model_path(payload: dict) -> str:
 
 def _ray_task(job: Job, payload: dict) -> dict:
     native_logs.configure(verbose=False)
+    cv2.setNumThreads(job.config.model.threads)  # the task's share, as TFLite's
     config = job.config.replace({"model.path": _local_model_path(payload)})
     return process_input(Job(job.item, job.record_dir, config))
 

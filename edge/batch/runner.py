@@ -10,6 +10,7 @@ Ctrl-C -> interrupted (the CLI returns 130). See README "Batch processing".
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from edge.record.layout import RecordLayout
 
 EXIT_SOME_FAILED = 6
 RECORDS_DIR = "records"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,34 @@ class BatchResult:
             f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def plan_workers(workers: int | None, cores: int) -> tuple[int, int]:
-    """(workers, TFLite threads per worker) so that workers x threads fits the cores."""
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The batch's processes, planned once: `workers` processes, each one interpreter with
+    `threads` TFLite/OpenCV threads and its refining done in its own process (no refine worker
+    process of its own), so workers x threads fits the cores. `capped` says why fewer workers
+    than asked run (None: as asked)."""
+
+    workers: int
+    threads: int
+    capped: str | None = None
+
+    def worker_config(self, config: Config) -> Config:
+        return config.replace({"model.threads": self.threads, "refine.worker": "thread"})
+
+
+def plan_workers(workers: int | None, cores: int, inputs: int | None = None) -> WorkerPlan:
+    """One worker per core by default; never more workers than inputs to do or cores (a worker
+    more than the cores only competes for them, one more than the inputs has nothing to do)."""
     if workers is not None and workers < 1:
         raise ConfigError(f"rustseg batch --workers: expected a whole number >= 1, got {workers}")
-    workers = workers or cores
-    return workers, max(1, cores // workers)
+    cores = max(1, cores)
+    limit = min(cores, inputs) if inputs else cores
+    planned = min(workers or cores, limit)
+    capped = None
+    if workers is not None and planned < workers:
+        to_do = f"{inputs} inputs to do, " if inputs else ""
+        capped = f"--workers {workers}: running {planned} ({to_do}{cores} cores)"
+    return WorkerPlan(planned, max(1, cores // planned), capped)
 
 
 def run_batch(config: Config, request: BatchRequest) -> BatchResult:
@@ -84,9 +108,7 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out_dir)
     card_sha = file_sha256(resolve_resource(config.model.path).with_suffix(".json"))
-    workers, threads = plan_workers(request.workers, os.cpu_count() or 1)
-    worker_config = config.replace({"model.threads": threads,
-                                    "model.path": str(resolve_resource(config.model.path))})
+    config = config.replace({"model.path": str(resolve_resource(config.model.path))})
 
     outcomes: dict[str, dict] = {}
     prints: dict[str, list[dict]] = {}
@@ -102,7 +124,15 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
             shutil.rmtree(record)  # our own earlier, stale or partial record of this input
         record.with_name(record.name + ".log").unlink(missing_ok=True)
         outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
-        jobs.append(Job(item, str(record), worker_config))
+        jobs.append(Job(item, str(record), config))
+    # A cluster (--address) has cores of its own: only the inputs cap its workers there.
+    cores = _usable_cores() if request.address is None else \
+        max(_usable_cores(), request.workers or 0)
+    plan = plan_workers(request.workers, cores, len(jobs))
+    if plan.capped and jobs:
+        log.warning("%s", plan.capped)
+    jobs = [Job(job.item, job.record_dir, plan.worker_config(job.config)) for job in jobs]
+    workers, threads = plan.workers, plan.threads
 
     def finish(result: BatchResult) -> BatchResult:
         result.outcomes = list(outcomes.values())
@@ -133,6 +163,14 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     finally:
         bar.close()
     return finish(BatchResult())
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under taskset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _frames_expected(item: BatchInput) -> int:
