@@ -63,7 +63,7 @@ def soak(frames: int, refine: str = "light", width: int = 640, height: int = 480
         with open_source(f"synthetic://?width={width}&height={height}&frames=0&seed=3") \
                 as source, JsonlLogSink(log_path) as log:
             options = LoopOptions(frames=frames, queue_depth=config.loop.queue_depth,
-                                  overlay=config.overlay, print_frames=False)
+                                  overlay=config.overlay)
             report = Pipeline(source, segmenter, [counter, log], options).run()
         log_lines = sum(1 for _ in log_path.open())
     rss_end = rss_mb()

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from converter.affinity import random_walk, seeds_from_labels, train_embedding
 from converter.data import square_rgb
@@ -42,7 +43,6 @@ from edge.config import Config, StudentConfig, TeacherConfig
 from edge.data.datasets import find_labelled_images, find_masked_images
 from edge.errors import DataError
 from edge.data.imageio import read_image_bgr
-from edge.measure.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,10 @@ def fused_cams(teacher: MultiViewCam, paths: list[Path], side: int, cache: Path,
         stored = np.load(path)
         return stored["images"], stored["cams"]
     images, cams = [], []
-    progress = Progress(len(paths), f"teacher {what}")
-    for file in paths:
-        progress.update()
+    for file in tqdm(paths, desc=f"teacher {what}", unit="photo", dynamic_ncols=True):
         frame_rgb = cv2.cvtColor(read_image_bgr(file), cv2.COLOR_BGR2RGB)
         cams.append(teacher.fused(frame_rgb)[0])
         images.append(cv2.resize(frame_rgb, (side, side), interpolation=cv2.INTER_AREA))
-    progress.close()
     cache.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, images=np.stack(images), cams=np.stack(cams))
     return np.stack(images), np.stack(cams)

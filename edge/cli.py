@@ -285,7 +285,7 @@ def _honour_ctrl_c() -> None:
     started with SIGINT ignored. A shell starts background jobs that way (`make test &`,
     `nohup ... &` in a script), and Python then installs no handler of its own, so a SIGINT
     during start-up (a stream that is slow to open) was ignored while the same SIGINT during
-    the loop (app.stop_on_signals) stopped the run. One behaviour at every point."""
+    the loop (_stop_on_signals) stopped the run. One behaviour at every point."""
     if threading.current_thread() is threading.main_thread():  # main() inside a test thread
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

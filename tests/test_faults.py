@@ -2,7 +2,6 @@
 during a hung reconnect or a stream that never answers), and native log noise."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -11,7 +10,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import ROOT

@@ -19,8 +19,9 @@ from edge.config import load_config
 from edge.data.synthetic import make_scene
 from edge.errors import ConfigError, MissingDependencyError
 from edge.live.app import RunRequest, record_run, run_loop
-from edge.record.layout import ENDED_RUNNING, RecordLayout, flight_stats
-from edge.record.report import ENDED_CUT_SHORT, write_report
+from edge.record.layout import RecordLayout, flight_stats
+from edge.record.report import write_report
+from edge.stop_reason import StopReason
 
 pytest.importorskip("matplotlib", reason="the report needs the report extra (matplotlib)")
 Image = pytest.importorskip("PIL.Image", reason="the EXIF tests write EXIF with Pillow")
@@ -66,12 +67,12 @@ def test_record_and_report_from_a_synthetic_run(tmp_path):
         assert path.is_file(), path
     assert summary["ended"] == "end of source" and summary["complete"] and layout.is_complete()
     frames = layout.read_frames()
-    assert [f["index"] for f in frames] == list(range(24))
+    assert [f.index for f in frames] == list(range(24))
     video = cv2.VideoCapture(str(layout.overlay_video))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
 
     # The summary's numbers are those of the log, computed here independently.
-    areas = [f["corroded_fraction"] for f in frames]
+    areas = [f.corroded_fraction for f in frames]
     flight = summary["flight"]
     assert flight["frames"] == 24
     assert flight["max_corroded_fraction"] == max(areas)
@@ -84,9 +85,11 @@ def test_record_and_report_from_a_synthetic_run(tmp_path):
     indices = [f["index"] for f in findings]
     assert all(b - a > 5 for a, b in zip(indices, indices[1:]))
     assert max(areas) in [f["corroded_fraction"] for f in findings]
-    by_index = {f["index"]: f for f in frames}
+    by_index = {f.index: f for f in frames}
     for finding in findings:
-        assert finding["corroded_fraction"] == by_index[finding["index"]]["corroded_fraction"]
+        # A finding carries its frame's own record (FrameRecord.to_json), then its files.
+        assert {k: finding[k] for k in by_index[finding["index"]].to_json()} == \
+            by_index[finding["index"]].to_json()
         assert finding["corroded_fraction"] >= 0.01
         mask = cv2.imread(str(layout.root / finding["mask"]), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (120, 160)
@@ -182,12 +185,12 @@ def test_report_rebuilds_the_summary_of_a_run_that_died(tmp_path):
     _wait_for_frames(process, layout.frames_log, 3)
     process.kill()  # SIGKILL: no handler runs, summary.json stays as reserved at start
     process.communicate(timeout=30)
-    assert layout.read_summary()["ended"] == ENDED_RUNNING
+    assert layout.read_summary()["ended"] == StopReason.RUNNING
 
     result = write_report(layout.root)
     assert result.wrote_summary
     summary = layout.read_summary()
-    assert summary["ended"] == ENDED_CUT_SHORT and not summary["complete"]
+    assert summary["ended"] == StopReason.CUT_SHORT and not summary["complete"]
     assert summary["flight"]["frames"] == len(layout.read_frames())
 
 

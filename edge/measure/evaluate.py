@@ -90,10 +90,9 @@ def _segmentation(segmenter: Segmenter, root: Path, request: EvalRequest) -> dic
     tally = SegmentationTally()
     paths: dict[str, int] = {}
     elapsed_ms = []
-    progress = Progress(len(pairs), f"eval {segmenter.refiner.name}")
     skipped: list[str] = []    # bad pairs are passed over and counted, not fatal
-    for pair in pairs:
-        progress.update()
+    for pair in tqdm(pairs, desc=f"eval {segmenter.refiner.name}", unit="image",
+                     dynamic_ncols=True):
         try:
             frame, truth = read_image_bgr(pair.image), read_mask(pair.mask)
         except DataError as exc:
@@ -108,7 +107,6 @@ def _segmentation(segmenter: Segmenter, root: Path, request: EvalRequest) -> dic
         elapsed_ms.append(times.total())
         tally.add(result.mask, truth)
         paths[result.path] = paths.get(result.path, 0) + 1
-    progress.close()
     if not elapsed_ms:
         raise DataError(f"--data {root}: no usable image+mask pair ({len(skipped)} skipped; "
                         f"first: {skipped[0] if skipped else 'none found'})")
