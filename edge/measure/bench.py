@@ -91,7 +91,7 @@ class _Cycling(FrameSource):
         super().__init__()
         self.uri = uri
         self.inner = open_source(uri, loop_video=True)
-        self.live = self.inner.live
+        self.live, self.stills = self.inner.live, self.inner.stills  # run treats them so
         self.loops = 0              # times it was restarted to supply enough frames
         self._frames_this_pass = 0
 
