@@ -35,6 +35,40 @@ def _slow_double(item):
     return item * 2
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_stage_warms_up_on_its_own_thread_before_the_first_item(overlap):
+    """The live loop builds the infer thread's interpreter this way: before frame 1, on the
+    thread that will use it, with its time kept apart from the items'."""
+    seen = []
+    runner = StageRunner(live=False, overlap=overlap)
+
+    def warm_up():
+        time.sleep(0.2)  # a producer that did not wait would have taken items by now
+        seen.append(("warm", threading.current_thread().name, runner.taken))
+
+    def work(item):
+        seen.append(("work", threading.current_thread().name, item))
+        return item
+
+    runner.run(iter([1, 2, 3]), [Stage("infer", work, warmup=warm_up)], lambda item: None)
+    stage_thread = "infer" if overlap else threading.current_thread().name
+    assert seen == [("warm", stage_thread, 0), ("work", stage_thread, 1),
+                    ("work", stage_thread, 2), ("work", stage_thread, 3)]
+    assert runner.warmup_ms["infer"] >= 200
+
+
+def test_a_failing_warm_up_fails_the_run_before_any_item():
+    runner = StageRunner(live=False)
+
+    def broken():
+        raise SourceError("warm-up failed")
+
+    with pytest.raises(SourceError, match="warm-up failed"):
+        runner.run(iter([1, 2]), [Stage("infer", lambda item: item, warmup=broken)],
+                   lambda item: None)
+    assert runner.taken == 0
+
+
 @pytest.mark.parametrize("live", [False, True])
 def test_runner_accounts_for_every_item_and_keeps_order(live):
     out = []
