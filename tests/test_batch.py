@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from edge.batch import BatchRequest, run_batch
-from edge.batch.inputs import expand_inputs
 from edge.batch import engines
+from edge.batch.inputs import expand_inputs
 from edge.batch.runner import RECORDS_DIR, WorkerPlan, plan_workers
 from edge.cli import main
 from edge.config import load_config
@@ -229,6 +229,26 @@ def test_batch_plans_its_processes_once_to_fit_the_cores():
                                                                   "refine.worker": "process"}))
     assert config.model.threads == 1 and config.refine.worker == "thread"
     assert build_segmenter(config, allow_worker=True).refine_worker is None
+
+
+def test_a_workers_log_goes_beside_its_record_not_to_the_terminal(tmp_path, capfd):
+    """A worker's run logs what a run logs (here: an unreadable photo skipped) into
+    RECORD.log, and nothing onto the driver's terminal, where its progress bar is."""
+    from edge.batch.work import Job, process_input
+
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    cv2.imwrite(str(stills / "p0.png"), make_scene(_H, _W, seed=3)[0])
+    (stills / "p1.jpg").write_bytes(b"not a jpeg")
+    item = expand_inputs([str(stills)])[0]
+    record = tmp_path / "records" / item.record_name
+    outcome = process_input(Job(item, str(record), load_config(overrides={
+        "refine.mode": "none", "refine.worker": "thread"})))
+    assert outcome["status"] == "done" and outcome["frames"] == 1
+    log = record.with_name(record.name + ".log").read_text()
+    assert "opening source" in log and "skipped" in log and "p1.jpg" in log
+    captured = capfd.readouterr()
+    assert "p1.jpg" not in captured.err and "opening source" not in captured.err
 
 
 def test_list_file_and_glob_expand(archive, tmp_path):

@@ -74,16 +74,14 @@ def _edge_log_to(path: Path):
     logger = logging.getLogger("edge")
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    saved = logger.level, logger.propagate
-    logger.addHandler(handler)
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        logger.handlers[:], logger.level, logger.propagate = saved
         handler.close()
 
 
