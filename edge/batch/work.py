@@ -81,7 +81,9 @@ def _edge_log_to(path: Path):
     try:
         yield
     finally:
-        logger.handlers[:], logger.level, logger.propagate = saved
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])  # setLevel, not assignment: it clears the level cache
+        logger.propagate = saved[2]
         handler.close()
 
 
