@@ -34,6 +34,7 @@ from edge.config import OverlayConfig
 from edge.errors import RustsegError, SinkError
 from edge.live.overlay import draw_overlay
 from edge.live.stages import Stage, StageRunner
+from edge.method.grades import grades
 from edge.method.profiler import StageTimes, summarize
 from edge.method.segment import FrameResult, Segmenter
 from edge.outputs import FrameRecord, FrameSink, OutputFrame
@@ -202,7 +203,7 @@ class Pipeline:
         record = self._record(frame, result, times)  # before drawing: the HUD shows it
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                   result.cam01, record)
+                                   result.cam01, record, result.state)
         record = dataclasses.replace(record, ms=dict(times.ms), output_at=time.time())
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
@@ -259,6 +260,8 @@ class Pipeline:
         return FrameRecord(index=frame.index, name=frame.name, captured_at=frame.captured_at,
                            output_at=time.time(), score=result.score, valid=result.valid,
                            corroded_fraction=result.corroded_fraction, path=result.path,
+                           grades=grades(100.0 * result.corroded_fraction),
+                           area_by_state=result.area_by_state,
                            ms=dict(times.ms), dropped=self._dropped(),
                            lag_frames=self._lag(frame), fps=self._rolling_fps())
 

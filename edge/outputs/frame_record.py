@@ -31,6 +31,11 @@ class FrameRecord:
     valid: bool = True                           # False: the model gave NaN/Inf (score 0)
     corroded_fraction: float = _digits(5, default=0.0)  # share of the frame in the mask
     path: str = "none"                           # refine path: none|light|full|skipped
+    # Rust grades of the corroded share of the frame (edge/method/grades.py `grades`: an
+    # indication, see GRADE_CAVEAT) and the share of the frame in each condition state (v3
+    # models; None otherwise).
+    grades: dict | None = None
+    area_by_state: dict | None = _digits(5, default=None)
     ms: dict = _digits(3, default_factory=dict)  # stage -> milliseconds
     dropped: int = 0                             # live frames dropped so far in the run
     lag_frames: int | None = None                # frames behind the newest capture (live)
