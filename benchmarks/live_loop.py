@@ -32,7 +32,7 @@ def _run(mode: str, source: str, target_fps: float = 15.0, worker: str = "proces
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         report = run_loop(config, RunRequest(source, (str(Path(scratch) / "v.mp4"),),
-                                             str(Path(scratch) / "l.jsonl"), None, True, False))
+                                             str(Path(scratch) / "l.jsonl"), None, True))
     stages = report.summary()["stages"]
     return {"refine": mode, "refine_worker": worker, "load_1min": round(load, 2),
             "fps": report.fps, "frames_processed": report.frames_processed,
