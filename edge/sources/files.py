@@ -108,9 +108,15 @@ def unique_frame_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def is_glob(text: str) -> bool:
+    """Whether `text` holds glob characters. Callers ask only after finding that no path of
+    that name exists: an existing path (`DJI [1].mp4`) is always taken literally."""
+    return any(ch in text for ch in "*?[")
+
+
 def open_file_source(uri: str, loop_video: bool) -> FrameSource:
     path = Path(uri).expanduser()
-    if any(ch in uri for ch in "*?["):
+    if not path.exists() and is_glob(uri):
         matches = sorted(Path(p) for p in globlib.glob(str(path))
                          if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         return ImageListSource(matches, uri)
