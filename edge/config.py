@@ -221,9 +221,9 @@ class HttpConfig:
     token: str = spec("access token required on every route ('' = none; a non-empty env "
                       "RUSTSEG_TOKEN overrides)")
     jpeg_quality: int = spec("JPEG quality of the MJPEG stream", range=(10, 100))
-    max_clients: int = spec("concurrent viewers served; more are refused with 503 (open "
-                            "connections, finished or not, are capped at twice this)",
-                            range=(1, 1000))
+    max_clients: int = spec("concurrent viewers served; more are refused with 503 "
+                            "(connections served, and connections still sending their "
+                            "request head, are each capped at twice this)", range=(1, 1000))
     max_per_address: int = spec("open connections one client address may hold; more are "
                                 "refused with 503 (a browser opens up to 6 to one page)",
                                 range=(1, 2000))

@@ -38,6 +38,7 @@ import io
 import ipaddress
 import json
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -200,6 +201,12 @@ class _FeedServer(ThreadingHTTPServer):
         with self.connections_lock:
             self._forget(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that resets or leaves mid-reply (or was cut off) is ordinary here; only
+        anything else is a bug worth socketserver's traceback on stderr."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _hang_up(request) -> None:
