@@ -249,6 +249,14 @@ class RecordConfig:
 
 
 @dataclass(frozen=True)
+class StillsConfig:
+    tile_grid: int = spec("photos (folders, globs, `rustseg eval`, batch over photos): the "
+                          "model also reads a GRID x GRID set of overlapping half-size crops "
+                          "and averages their seg and state in place; 0 = off (one invoke)",
+                          range=(0, 5))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     source: str = spec("source URI of `rustseg demo`")
     out_dir: str = spec("folder the demo writes its run record (demo_record/) into")
@@ -268,6 +276,7 @@ class Config:
     http: HttpConfig
     data: DataConfig
     record: RecordConfig
+    stills: StillsConfig
     demo: DemoConfig
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":

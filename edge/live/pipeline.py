@@ -164,7 +164,8 @@ class Pipeline:
             self.report.stopped_by = f"--frames {limit}"
 
     def _infer(self, item: _Item) -> _Item:
-        item.prediction = self.segmenter.infer(item.frame.image, item.times)
+        item.prediction = self.segmenter.infer(item.frame.image, item.times,
+                                               still=self.source.stills)
         return item
 
     def _refine(self, item: _Item) -> _Item:
