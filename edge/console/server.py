@@ -262,6 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
         in: no token (401, closed) or no room among the served connections (503, closed)."""
         self._drop_body()
         self.reader.deadline = None
+        self.connection.settimeout(self.timeout)  # not what the deadline's last read left
         url = urlparse(self.path)
         if not self.server.feed.authorised(self.headers.get("Authorization", ""),
                                            parse_qs(url.query)):

@@ -14,7 +14,8 @@ API:
         the file and frees the lock; it is idempotent. `took_over` is the dead holder's facts
         when a lock left behind was taken over, else None.
     lock_holder(path) -> dict | None: who holds the lock at `path` now ({"pid", "host",
-        "what", "since"}, as far as the holder wrote them), or None when nobody does.
+        "what", "since"}; {"pid": None} in the instant before the holder writes them), or
+        None when nobody does.
         It never blocks, never creates the file and never takes the lock from its holder:
         safe to call from a reader such as `rustseg report`.
     LockBusy(RustsegError): exit code 75 (EX_TEMPFAIL, "try again later"); `holder` as above.
@@ -123,7 +124,7 @@ def lock_holder(path: str | os.PathLike) -> dict | None:
             # asking at once do not see each other as the holder.
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_holder(fd) or {}
+            return _read_holder(fd) or {"pid": None}  # held, its facts not written yet
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None  # the file is there but nobody holds it: its holder died
     finally:
