@@ -233,7 +233,8 @@ class _DeadlineReader(io.RawIOBase):
         if self.deadline is not None:
             wait = min(wait, self.deadline - time.monotonic())
             if wait <= 0:
-                raise TimeoutError("the request head took too long")
+                # socket.timeout: what http.server catches (TimeoutError only from 3.10)
+                raise socket.timeout("the request head took too long")
         self.connection.settimeout(wait)
         return self.connection.recv_into(buffer)
 

@@ -10,14 +10,14 @@ one whose process died (both leave summary.json saying "running").
 API:
     FolderLock(path, label, what).acquire() -> the lock, held; raises LockBusy when another
         open file holds it. `label` names the folder in messages (`--out results/`), `what`
-        the holder (`rustseg batch`). Also a context manager (`with FolderLock(...):`). `release()` removes
-        the file and frees the lock; it is idempotent. `took_over` is the dead holder's facts
-        when a lock left behind was taken over, else None.
+        the holder (`rustseg batch`). Also a context manager (`with FolderLock(...):`).
+        `release()` removes the file and frees the lock; it is idempotent. `took_over` is the
+        dead holder's facts when a lock left behind was taken over, else None.
     lock_holder(path) -> dict | None: who holds the lock at `path` now ({"pid", "host",
         "what", "since"}; {"pid": None} in the instant before the holder writes them), or
-        None when nobody does.
-        It never blocks, never creates the file and never takes the lock from its holder:
-        safe to call from a reader such as `rustseg report`.
+        None when nobody does. It never blocks, never creates the file and never takes the
+        lock from its holder: safe to call from a reader such as `rustseg report`.
+    describe_holder(holder) -> str: the holder in words, for messages.
     LockBusy(RustsegError): exit code 75 (EX_TEMPFAIL, "try again later"); `holder` as above.
 
 How: `fcntl.flock` on the lock file, and the holder's pid, host, what and start time written
