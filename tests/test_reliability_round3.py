@@ -88,11 +88,15 @@ def test_list_comments_indented_or_trailing_are_not_paths(tmp_path):
 def test_a_fifo_given_to_batch_is_refused_before_it_is_hashed(tmp_path, capsys):
     fifo = tmp_path / "camera.mp4"
     os.mkfifo(fifo)
-    with pytest.raises(DataError, match=r"camera\.mp4: not a regular file"):
+    with pytest.raises(DataError, match=r"camera\.mp4: is not a regular file \(a FIFO"):
         expand_inputs([str(fifo)])
     code = main(["batch", str(fifo), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "not a regular file" in err[0]
+    assert code == 2 and len(err) == 1 and "is not a regular file" in err[0]
+    # ... in the words `run --source` uses (it said "does not exist" for a FIFO)
+    assert main(["run", "--source", str(fifo), "--headless", "--quiet"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "camera.mp4: video file is not a regular file (a FIFO, socket or device)" in err[-1]
 
 
 # --- item 3: one batch per --out, the record's lock -----------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.data.imageio import IMAGE_SUFFIXES
 from edge.errors import DataError
-from edge.sources import VIDEO_SUFFIXES, is_glob
+from edge.sources import VIDEO_SUFFIXES, file_problem, is_glob
 
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_CHARS = 48
@@ -64,11 +64,10 @@ def _expand(arg: str) -> list[BatchInput]:
         return _from_glob(arg)
     if path.is_dir():
         return [_folder(path)]
-    if not path.exists():
-        raise DataError(f"input {arg}: does not exist")
-    if not path.is_file():
-        raise DataError(f"input {arg}: not a regular file (a FIFO, socket or device); expected "
-                        "a video file, an image folder, a glob or @list.txt")
+    problem = file_problem(path)  # the same words as `run --source`
+    if problem:
+        raise DataError(f"input {arg}: {problem}; expected a video file, an image folder, a "
+                        "glob or @list.txt")
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return [BatchInput(str(path.resolve()), "video", (path.resolve(),))]
