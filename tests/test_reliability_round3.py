@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import LIVE_TEST_SOURCE, ROOT
