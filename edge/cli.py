@@ -251,14 +251,26 @@ class _TerminalFormatter(logging.Formatter):
         return message
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes, not the one it was built with:
+    main() may run more than once in one process, each time with its own stderr (tests)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler.__init__ sets it; the property decides
+
+
 def _log_to_stderr() -> None:
     """The library's events (logger `edge`, INFO and up) become lines on stderr; stdout keeps
     the per-frame lines and the final report, so it can be piped."""
     logger = logging.getLogger("edge")
-    if not any(getattr(h, "rustseg_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(_TerminalFormatter())
-        handler.rustseg_cli = True  # main() may run more than once in one process (tests)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
