@@ -90,7 +90,8 @@ def test_bench_times_the_stages_of_the_live_loop(tmp_path):
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     logged = set().union(*(json.loads(line)["ms"] for line in log.read_text().splitlines()))
-    assert logged == set(BENCH_STAGES[:-1])
+    # Every stage the run times is one bench reports (refine and states only run on some).
+    assert {"capture", "preprocess", "invoke", "draw"} <= logged <= set(BENCH_STAGES[:-1])
 
 
 def test_benchmark_plots_are_skipped_without_matplotlib(monkeypatch, capsys, tmp_path):

@@ -44,7 +44,10 @@ from edge.stop_reason import StopReason, StopRequest
 log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
-REPORT_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "output", "latency")
+# A frame's stages in the order the recipe runs them, as its record names them (the method
+# times preprocess, invoke, refine and, for v3 models, states); bench reports these.
+FRAME_STAGES = ("capture", "preprocess", "invoke", "refine", "states", "draw")
+REPORT_STAGES = (*FRAME_STAGES, "output", "latency")
 
 
 @dataclass(frozen=True)

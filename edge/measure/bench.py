@@ -30,14 +30,14 @@ from tqdm import tqdm
 
 from edge.config import Config
 from edge.errors import ConfigError, DataError, SourceError
-from edge.live.pipeline import LoopOptions, Pipeline
+from edge.live.pipeline import FRAME_STAGES, LoopOptions, Pipeline
 from edge.method.profiler import summarize
 from edge.method.segment import build_segmenter
 from edge.outputs import FrameSink, OutputFrame
 from edge.sources import Frame, FrameSource, open_source
 
-# The loop's stages as they reach the outputs ("capture" decodes the file or the image).
-BENCH_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "total")
+# The loop's own stages ("capture" decodes the file or the image), and their sum.
+BENCH_STAGES = (*FRAME_STAGES, "total")
 DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"  # the demo clip
 
 
@@ -229,7 +229,8 @@ def format_bench(report: dict) -> str:
     for name in BENCH_STAGES:
         s = report["stages"][name]
         if not s["count"]:
-            lines.append(f"{name:<13}{0:>9}   (not run: every frame scored below threshold)")
+            lines.append(f"{name:<13}{0:>9}   (not run: no frame needed it; refine and "
+                         "states run only when the mask gate opens, states only for v3 models)")
             continue
         lines.append(f"{name:<13}{s['count']:>9}" + "".join(
             f"{s[k]:>9.2f}" for k in ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")))
