@@ -168,7 +168,8 @@ class Pipeline:
         return item
 
     def _refine(self, item: _Item) -> _Item:
-        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+        index = item.frame.index if self.source.consecutive else None  # stills carry nothing
+        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times, index)
         return item
 
     def _draw_and_output(self, item: _Item) -> None:
@@ -239,6 +240,7 @@ class Pipeline:
                 "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
                 "score": round(result.score, 5), "valid": result.valid,
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
+                **mask_origin(frame.index, result),
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
                 "dropped": self._dropped(),
                 "lag_frames": self._lag(frame)}
@@ -251,6 +253,17 @@ class Pipeline:
         if self.source.live:
             self.report.lag_frames.append(self._lag(frame))
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
+
+
+def mask_origin(index: int, result) -> dict:
+    """Where a frame's mask came from, for its record: `mask` fresh (refined on this frame) or
+    carried (an earlier frame's mask moved along the motion), `mask_from` the frame it was
+    refined on, `evidence_from` the frame whose evidence was blended into this one's (None:
+    none was) and `carry_reset` why not."""
+    carried = result.mask_from is not None
+    return {"mask": "carried" if carried else "fresh",
+            "mask_from": result.mask_from if carried else index,
+            "evidence_from": result.evidence_from, "carry_reset": result.carry_reset}
 
 
 def _close_quietly(sink: FrameSink) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import Config, resolve_resource
+from edge.method.carry import EvidenceCarrier
 from edge.method.gate import MaskGate
 from edge.method.model import CorrosionModel
 from edge.method.paths import SKIPPED_PATH
@@ -30,6 +31,9 @@ class FrameResult:
     path: str                    # none | light | full | skipped
     valid: bool                  # False when the model produced NaN/Inf for this frame
     times: StageTimes
+    evidence_from: int | None = None   # frame whose evidence was carried into this one
+    carry_reset: str | None = None     # why nothing was carried (None: carried, or no carrying)
+    mask_from: int | None = None       # a carried mask: the frame it was refined on; None: fresh
 
     @property
     def corroded_fraction(self) -> float:
@@ -44,9 +48,12 @@ class Segmenter:
     """
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
-                 gate: MaskGate | None = None, refine_worker=None) -> None:
+                 gate: MaskGate | None = None, refine_worker=None,
+                 carrier: EvidenceCarrier | None = None) -> None:
         self.model, self.refiner = model, refiner
         self.gate = gate if gate is not None else MaskGate(model.threshold)
+        # Carries evidence along the camera motion between consecutive frames (None: off).
+        self.carrier = carrier
         # The worker process the refiner's GIL-holding paths run in (None: they run here).
         # Whoever runs frames starts and closes it (edge/live/stages.py does, around the run).
         self.refine_worker = refine_worker
@@ -57,8 +64,20 @@ class Segmenter:
         with times.stage("invoke"):
             return self.model.infer(image_rgb)
 
-    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
-        if not self.gate.opens(prediction):
+    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes,
+               index: int | None = None) -> FrameResult:
+        """Gate and refine one frame. `index` is its position in a source whose frames follow
+        one another (video, camera), so evidence may be carried; None for a still."""
+        evidence_from = reset = None
+        if self.carrier is not None:
+            with times.stage("carry"):
+                step = self.carrier.step(index, frame_bgr, prediction.evidence01)
+            prediction = prediction.with_evidence(step.evidence01)
+            evidence_from, reset = step.carried_from, step.reset
+            opens = self.carrier.gate.update(self.gate.opens(prediction), reset is None)
+        else:
+            opens = self.gate.opens(prediction)
+        if not opens:
             # No corrosion in this frame: an empty mask, and no time spent refining.
             mask = np.zeros(frame_bgr.shape[:2], bool)
             path = SKIPPED_PATH
@@ -67,7 +86,7 @@ class Segmenter:
                 result = self.refiner.refine(prediction.evidence01, frame_bgr)
             mask, path = result.mask, result.path
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
-                           times)
+                           times, evidence_from, reset)
 
     def observe_frame(self, times: StageTimes) -> None:
         """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
@@ -95,6 +114,7 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
     in_worker = gil_holding_paths(config.refine.mode)
     if allow_worker and config.refine.worker == "process" and in_worker:
         worker = RefineWorker(config.refine, in_worker)
+    carrier = EvidenceCarrier(config.carry) if config.carry.enabled else None
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
                                          config.loop.target_fps, worker),
-                     MaskGate.from_config(model.threshold, config.gate), worker)
+                     MaskGate.from_config(model.threshold, config.gate), worker, carrier)

@@ -30,6 +30,9 @@ class FrameSource(ABC):
     new yet; `ended` turns True when the stream is over (files end, cameras do not)."""
 
     live = False
+    # True when each frame follows the previous one in time (video, cameras, the synthetic
+    # clip), so evidence may be carried along the camera motion; a folder of stills says False.
+    consecutive = True
 
     def __init__(self) -> None:
         self.ended = False

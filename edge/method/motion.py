@@ -1,0 +1,119 @@
+"""Camera motion between two consecutive frames, and maps carried along it.
+
+The motion is dense optical flow: OpenCV's DIS (Kroeger et al., ECCV 2016) with its ultrafast
+preset, on grey frames shrunk to `flow_side_px`, where it costs well under a millisecond. Flow
+is computed both ways, so each estimate checks itself:
+
+- backward flow b (newer -> older): the newer frame's pixel x was at x + b(x) in the older one,
+  which is what warping an older map onto the newer frame needs;
+- forward-backward check: a pixel agrees when f(x + b(x)) + b(x) ~ 0, f being the forward flow
+  (older -> newer); few agreeing pixels mean the flow cannot be trusted;
+- residual: the mean grey difference between the newer frame and the older one warped onto it;
+  a jump to another scene leaves a large one even where the flow happens to agree.
+
+Maps of any size that cover the whole frame (the model's 40x40 evidence, a full-size mask) are
+warped with the flow scaled to their own grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.config import CarryConfig
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # pixel grids by shape
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How the newer of two frames maps onto the older one."""
+
+    back: np.ndarray        # float32 [h, w, 2]: (dx, dy) newer -> older, in px of the flow grid
+    consistent: float       # share of pixels that pass the forward-backward check, 0..1
+    residual: float         # mean |newer - older warped onto it|, grey levels 0..255
+    shift: float            # mean length of the flow, as a share of the flow grid's width
+    unreliable: str | None  # why nothing may be carried ("scene cut", ...), None when it may
+
+    def warp(self, older: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`older` (float32 [H, W], a map of the older frame) carried onto the newer frame,
+        bilinear, and valid (bool [H, W]): False where the point was outside the older view."""
+        height, width = older.shape[:2]
+        flow_h, flow_w = self.back.shape[:2]
+        if (height, width) == (flow_h, flow_w):
+            back = self.back
+        else:  # the flow on the map's grid, its vectors scaled to that grid's pixels
+            interpolation = cv2.INTER_AREA if height < flow_h else cv2.INTER_LINEAR
+            back = cv2.resize(self.back, (width, height), interpolation=interpolation)
+            back = back * np.array([width / flow_w, height / flow_h], np.float32)
+        return _remap(older.astype(np.float32, copy=False), back)
+
+
+class MotionEstimator:
+    """`estimate(frame_bgr)` -> the Motion from the previous frame given, or None for the first.
+
+    Frames must be consecutive; after a gap (a drop, a new clip) call `forget()`."""
+
+    def __init__(self, settings: CarryConfig) -> None:
+        self.settings = settings
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._previous: np.ndarray | None = None
+
+    def forget(self) -> None:
+        self._previous = None
+
+    def estimate(self, frame_bgr: np.ndarray) -> Motion | None:
+        grey = small_grey(frame_bgr, self.settings.flow_side_px)
+        previous, self._previous = self._previous, grey
+        if previous is None or previous.shape != grey.shape:
+            return None
+        back = self._flow.calc(grey, previous, None)
+        forward = self._flow.calc(previous, grey, None)
+        warped_forward, inside = _remap(forward, back)
+        trip = back + warped_forward
+        round_trip = cv2.magnitude(trip[..., 0], trip[..., 1])
+        agree = inside & (round_trip <= self.settings.fb_tolerance_px)
+        consistent = float(np.count_nonzero(agree)) / max(1, np.count_nonzero(inside))
+        warped_previous, _ = _remap(previous.astype(np.float32), back)
+        residual = float(cv2.mean(cv2.absdiff(warped_previous, grey.astype(np.float32)),
+                                   inside.astype(np.uint8))[0]) if inside.any() else 255.0
+        shift = float(cv2.mean(cv2.magnitude(back[..., 0], back[..., 1]))[0]) / grey.shape[1]
+        return Motion(back, consistent, residual, shift, self._judge(consistent, residual,
+                                                                    inside))
+
+    def _judge(self, consistent: float, residual: float, inside: np.ndarray) -> str | None:
+        if residual > self.settings.max_residual:
+            return "scene cut"
+        if consistent < self.settings.min_consistent:
+            return "unreliable flow"
+        if np.count_nonzero(inside) < 0.5 * inside.size:
+            return "unreliable flow"  # most of the view is new: too little to carry
+        return None
+
+
+def small_grey(frame_bgr: np.ndarray, longest_px: int) -> np.ndarray:
+    """uint8 grey frame with its longest side at most `longest_px` (area-averaged)."""
+    height, width = frame_bgr.shape[:2]
+    scale = min(1.0, longest_px / max(height, width))
+    small = frame_bgr
+    if scale < 1.0:  # shrink first: the colour conversion then touches few pixels
+        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+        small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
+    grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(grey)
+
+
+def _remap(older: np.ndarray, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """older sampled at x + back(x) for every x of the newer grid; and which x fell inside."""
+    height, width = back.shape[:2]
+    grid = _GRIDS.get((height, width))
+    if grid is None:
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        grid = _GRIDS[(height, width)] = (xs, ys)
+    map_x = grid[0] + back[..., 0]
+    map_y = grid[1] + back[..., 1]
+    inside = (map_x >= -0.5) & (map_x <= width - 0.5) & (map_y >= -0.5) & (map_y <= height - 0.5)
+    warped = cv2.remap(older, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warped, inside
