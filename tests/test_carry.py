@@ -1,0 +1,136 @@
+"""Evidence carried across frames (issue 18): motion, resets, stills and gate hysteresis.
+
+Scenes are synthetic with exact masks; camera moves are crops of one larger scene, so the true
+motion of every pixel is known.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import load_config
+from edge.data.synthetic import SceneOptions, make_scene
+from edge.method.carry import EvidenceCarrier, GateHold
+from edge.method.motion import MotionEstimator
+
+_H, _W = 480, 640
+_ORIGIN = (40, 60)   # y, x of the first view in the scene
+
+
+@pytest.fixture(scope="module")
+def scene():
+    options = SceneOptions(max_patches=6, patch_scale=0.6, blur_prob=0.0, shadow_prob=0.0)
+    return make_scene(_H + 100, _W + 140, 5, options)
+
+
+def view(scene, dy: int = 0, dx: int = 0):
+    """The camera's frame and truth mask, moved by (dy, dx) px from the first view."""
+    image, mask = scene
+    y, x = _ORIGIN[0] + dy, _ORIGIN[1] + dx
+    return image[y:y + _H, x:x + _W], mask[y:y + _H, x:x + _W]
+
+
+def carry_settings(**changes):
+    return load_config(overrides={f"carry.{k}": v for k, v in changes.items()}).carry
+
+
+@pytest.mark.parametrize("dy, dx", [(-4, 7), (5, 12), (9, -20), (2, 3)])
+def test_a_pure_translation_carries_the_mask_onto_the_shifted_mask_within_one_pixel(
+        scene, dy, dx):
+    first, first_mask = view(scene)
+    second, second_mask = view(scene, dy, dx)
+    estimator = MotionEstimator(carry_settings())
+    assert estimator.estimate(first) is None   # nothing to compare the first frame with
+    motion = estimator.estimate(second)
+    assert motion.unreliable is None
+    carried, valid = motion.warp(first_mask.astype(np.float32))
+    carried = carried > 0.5
+    # Pixels that entered the view were nowhere in the first frame: they are not valid.
+    entered = valid[:, :-dx - 1] if dx < 0 else valid[:, _W - dx + 1:]
+    assert entered.size and not entered.any()
+    near = np.ones((3, 3), np.uint8)   # "within one pixel": inside the other's 1-px dilation
+    near_truth = cv2.dilate(second_mask.astype(np.uint8), near) > 0
+    near_carried = cv2.dilate(carried.astype(np.uint8), near) > 0
+    assert not (valid & carried & ~near_truth).any()
+    assert not (valid & second_mask & ~near_carried).any()
+    # The unmoved mask would be far off: the shift is large enough for the test to see.
+    assert (valid & (first_mask ^ second_mask)).sum() > 3 * (valid & (carried ^ second_mask)).sum()
+
+
+def test_evidence_is_carried_along_a_pan_and_blended_with_the_new(scene):
+    carrier = EvidenceCarrier(carry_settings(weight=0.5))
+    first, second = view(scene)[0], view(scene, 0, 16)[0]
+    evidence_first = np.zeros((40, 40), np.float32)
+    evidence_first[10:20, 10:20] = 1.0
+    assert carrier.step(0, first, evidence_first).reset == "start"
+    step = carrier.step(1, second, np.zeros((40, 40), np.float32))
+    assert step.reset is None and step.carried_from == 0
+    # A 16 px pan at 640 px is one cell of 40 to the left: the block arrives half as strong.
+    assert step.evidence01[14, 10:18].max() == pytest.approx(0.5, abs=0.05)
+    assert step.evidence01[14, 11] == pytest.approx(0.5, abs=0.05)
+    assert step.evidence01[14, 19] < 0.1
+
+
+def test_nothing_is_carried_across_a_scene_cut_or_a_dropped_frame(scene):
+    carrier = EvidenceCarrier(carry_settings())
+    other = make_scene(_H, _W, 99, SceneOptions(max_patches=3))[0]
+    hot, cold = np.ones((40, 40), np.float32), np.zeros((40, 40), np.float32)
+    carrier.step(0, view(scene)[0], hot)
+    assert carrier.step(1, view(scene, 2, 6)[0], hot).carried_from == 0
+    cut = carrier.step(2, other, cold)
+    assert cut.reset == "scene cut" and cut.carried_from is None
+    assert np.array_equal(cut.evidence01, cold)        # nothing of the hot frames remains
+    after = carrier.step(3, other, cold)
+    assert after.carried_from == 2                      # the new scene starts its own chain
+    dropped = carrier.step(5, other, hot)               # frame 4 never arrived
+    assert dropped.reset == "drop" and np.array_equal(dropped.evidence01, hot)
+
+
+def test_stills_carry_nothing_even_when_they_show_the_same_scene(scene):
+    carrier = EvidenceCarrier(carry_settings())
+    hot, cold = np.ones((40, 40), np.float32), np.zeros((40, 40), np.float32)
+    carrier.step(None, view(scene)[0], hot)
+    step = carrier.step(None, view(scene, 0, 4)[0], cold)
+    assert step.reset == "still" and np.array_equal(step.evidence01, cold)
+
+
+def test_gate_hysteresis_one_low_frame_keeps_the_mask_and_several_switch_it_off():
+    hold = GateHold(off_after=3)
+    assert [hold.update(o, True) for o in (True, False, True)] == [True, True, True]
+    assert [hold.update(o, True) for o in (False, False, False, False)] == \
+        [True, True, False, False]
+    assert hold.update(True, True) is True
+    # A cut (or a drop, or a still) forgets the past: the plain gate decides.
+    assert hold.update(False, False) is False
+    assert GateHold(off_after=1).update(False, True) is False
+
+
+def _run_records(tmp_path, source: str, name: str) -> list[dict]:
+    from edge.live.app import RunRequest, run_loop
+    config = load_config(overrides={"refine.mode": "none", "refine.worker": "thread"})
+    log = tmp_path / f"{name}.jsonl"
+    run_loop(config, RunRequest(source, (), str(log), None, True, False))
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_folder_of_stills_carries_nothing_where_the_same_frames_as_a_video_do(scene,
+                                                                               tmp_path):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    video = tmp_path / "same.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (_W, _H))
+    for i in range(4):
+        frame = np.ascontiguousarray(view(scene, i, 4 * i)[0])
+        cv2.imwrite(str(folder / f"{i}.png"), frame)
+        writer.write(frame)
+    writer.release()
+    stills = _run_records(tmp_path, str(folder), "stills")
+    clip = _run_records(tmp_path, str(video), "video")
+    assert len(stills) == len(clip) == 4
+    assert all(r["evidence_from"] is None and r["carry_reset"] == "still" for r in stills)
+    assert [r["evidence_from"] for r in clip] == [None, 0, 1, 2]
+    assert all(r["mask"] == "fresh" and r["mask_from"] == r["index"] for r in stills + clip)
