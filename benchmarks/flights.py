@@ -260,6 +260,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--out", default=str(RESULTS / "flights"))
     parser.add_argument("--strip", default=None, help="PNG of before/after frames of light")
+    parser.add_argument("--set", nargs="*", default=[], metavar="carry.KEY=VALUE",
+                        help="carry settings for every run (to choose them on --split tune)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -282,6 +284,7 @@ def main() -> None:
         truths = write_flight(clips, photos, video)
         for name in args.runs:
             path, overrides = RUNS[name]
+            overrides = _with_settings(overrides, args.set)
             done = run_rustseg(video, Path(scratch) / name, path, overrides)
             masks = read_masks(Path(scratch) / name / "masks", len(truths))
             runs[name] = {**score_run(clips, truths, masks, done["records"]),
@@ -293,7 +296,7 @@ def main() -> None:
                   Path(args.strip))
     for run in runs.values():
         run.pop("masks")
-    report = {"machine": machine(), "split": args.split,
+    report = {"machine": machine(), "split": args.split, "settings": args.set,
               "photos": [p.image.stem for p in chosen], "clips": len(clips),
               "frames_per_clip": args.frames, "frame_size": f"{_WIDTH}x{_HEIGHT}",
               "fast_clips": sum(c.fast for c in clips),
@@ -313,6 +316,18 @@ def main() -> None:
                      f"{r['blinks']} | {r['carried_across_cuts']} | {r['frames_carried_mask']} |"
                      f" {r['carry_ms_p50']:.2f} | {r['work_ms_p50']:.1f} | {r['paths']} |")
     write_report(args.out, report, lines)
+
+
+def _with_settings(overrides: dict, settings: list[str]) -> dict:
+    """The run's config overrides with `--set carry.KEY=VALUE` laid under them."""
+    carry = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        if not key.startswith("carry.") or not value:
+            sys.exit(f"flights: --set {item!r}: expected carry.KEY=VALUE")
+        carry[key.split(".", 1)[1]] = json.loads(value) if value[0] in "0123456789-[{tf" \
+            else value
+    return {**overrides, "carry": {**carry, **overrides.get("carry", {})}}
 
 
 def _strip_start(runs: dict, clips: list[Clip]) -> int:

@@ -205,6 +205,9 @@ class CarryConfig:
     max_residual: float = spec("mean grey difference (0..255) between a frame and the previous "
                                "one warped onto it above which it is a scene cut",
                                range=(0.0, 255.0))
+    max_gap_frames: int = spec("frames a live source may skip between two frames shown with "
+                               "evidence still carried (the motion is measured between the "
+                               "frames shown); a longer gap starts again", range=(0, 1000))
     gate_off_after: int = spec("a mask that was on switches off only after this many frames "
                                "in a row without enough evidence", range=(1, 100))
     full_without_lag: str = spec("where the full CRF runs in the background on the newest frame "

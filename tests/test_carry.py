@@ -7,6 +7,7 @@ motion of every pixel is known.
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -86,7 +87,10 @@ def test_nothing_is_carried_across_a_scene_cut_or_a_dropped_frame(scene):
     assert np.array_equal(cut.evidence01, cold)        # nothing of the hot frames remains
     after = carrier.step(3, other, cold)
     assert after.carried_from == 2                      # the new scene starts its own chain
-    dropped = carrier.step(5, other, hot)               # frame 4 never arrived
+    skipped = carrier.step(5, other, hot)               # frame 4 never arrived: a short gap
+    assert skipped.carried_from == 3                    # is measured like any step
+    gap = 1 + carrier.settings.max_gap_frames
+    dropped = carrier.step(6 + gap, other, hot)         # a longer one starts again
     assert dropped.reset == "drop" and np.array_equal(dropped.evidence01, hot)
 
 
@@ -134,3 +138,44 @@ def test_a_folder_of_stills_carries_nothing_where_the_same_frames_as_a_video_do(
     assert all(r["evidence_from"] is None and r["carry_reset"] == "still" for r in stills)
     assert [r["evidence_from"] for r in clip] == [None, 0, 1, 2]
     assert all(r["mask"] == "fresh" and r["mask_from"] == r["index"] for r in stills + clip)
+
+
+_NUMBERS_SHIM = """
+const BASE = process.argv[2], el = {};
+const document = {getElementById: id => (el[id] ??= {id, src: '', textContent: ''})};
+const realFetch = fetch;
+globalThis.fetch = (url, options) => realFetch(BASE + url, options);
+setTimeout(() => { console.log(JSON.stringify({mask: el.mask?.textContent,
+                                               path: el.path?.textContent})); process.exit(0); },
+           Number(process.argv[3]) * 1000);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs the page's script in Node")
+@pytest.mark.parametrize("record, shown", [
+    ({"mask": "carried", "mask_from": 7, "path": "full"}, "carried from #7"),
+    ({"mask": "fresh", "mask_from": 9, "path": "light"}, "fresh")])
+def test_the_console_shows_the_records_fresh_or_carried_flag(tmp_path, monkeypatch, record,
+                                                            shown):
+    import re
+    import subprocess
+    import urllib.request
+
+    from edge.console.server import HttpFeedSink
+    from edge.outputs import OutputFrame
+
+    monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
+    sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/", timeout=3) as reply:
+            script = re.search(r"<script>(.*)</script>", reply.read().decode(), re.S).group(1)
+        (tmp_path / "page.js").write_text(_NUMBERS_SHIM + script)
+        sink.write(OutputFrame(9, "9", np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), bool),
+                               {"index": 9, **record}))
+        node = subprocess.run(["node", str(tmp_path / "page.js"),
+                               f"http://127.0.0.1:{sink.port}", "2"], capture_output=True,
+                              text=True, timeout=30)
+    finally:
+        sink.close()
+    assert json.loads(node.stdout.strip().splitlines()[-1]) == {"mask": shown,
+                                                              "path": record["path"]}

@@ -134,6 +134,7 @@ class Pipeline:
 
     def run(self) -> RunReport:
         started = time.perf_counter()
+        self.segmenter.start_source(self.source.live, self.source.consecutive)
         try:
             self._runner.run(self._capture(),
                              [Stage("infer", self._infer),

@@ -8,8 +8,10 @@ blended evidence, warped onto the new frame by the measured camera motion:
 
 so noise that comes and goes between frames averages out while rust that moves with the camera
 stays put. This happens before refinement, so every path gains. Nothing is carried (the chain
-starts again from the new evidence) at the first frame, after a dropped frame (the indices are
-not consecutive), at a scene cut and where the flow is unreliable (edge/method/motion.py), and
+starts again from the new evidence) at the first frame, after more than `max_gap_frames` dropped
+frames (the indices tell; a live source keeping only its newest frame skips a frame or two as a
+matter of course, and the flow is measured between the frames shown, so a short gap is checked
+like any step), at a scene cut and where the flow is unreliable (edge/method/motion.py), and
 never between stills: their frames carry no index here.
 
 The mask gate gets hysteresis along the same chain: once open, it stays open until the evidence
@@ -97,7 +99,7 @@ class EvidenceCarrier:
             self.motion.forget()
             self.motion.estimate(frame_bgr)
             return START, None
-        if index != self._index + 1:
+        if not 0 < index - self._index <= 1 + self.settings.max_gap_frames:
             self.motion.forget()
             self.motion.estimate(frame_bgr)
             return DROP, None

@@ -74,19 +74,27 @@ class Segmenter:
                 step = self.carrier.step(index, frame_bgr, prediction.evidence01)
             prediction = prediction.with_evidence(step.evidence01)
             evidence_from, reset = step.carried_from, step.reset
+            self.refiner.follow_motion(index, step.motion)
             opens = self.carrier.gate.update(self.gate.opens(prediction), reset is None)
         else:
             opens = self.gate.opens(prediction)
         if not opens:
             # No corrosion in this frame: an empty mask, and no time spent refining.
             mask = np.zeros(frame_bgr.shape[:2], bool)
-            path = SKIPPED_PATH
+            path, mask_from = SKIPPED_PATH, None
         else:
             with times.stage("refine"):
                 result = self.refiner.refine(prediction.evidence01, frame_bgr)
-            mask, path = result.mask, result.path
+            mask, path, mask_from = result.mask, result.path, result.mask_from
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
-                           times, evidence_from, reset)
+                           times, evidence_from, reset, mask_from)
+
+    def start_source(self, live: bool, consecutive: bool) -> None:
+        """Before the first frame of a source: what its frames are (the refiner may act on it:
+        the full path runs without its lag on live sources)."""
+        if self.carrier is not None:
+            self.carrier = EvidenceCarrier(self.carrier.settings)   # a new chain
+        self.refiner.start_source(live, consecutive)
 
     def observe_frame(self, times: StageTimes) -> None:
         """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
@@ -116,5 +124,6 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
         worker = RefineWorker(config.refine, in_worker)
     carrier = EvidenceCarrier(config.carry) if config.carry.enabled else None
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
-                                         config.loop.target_fps, worker),
+                                         config.loop.target_fps, worker,
+                                         config.carry if carrier is not None else None),
                      MaskGate.from_config(model.threshold, config.gate), worker, carrier)

@@ -43,6 +43,14 @@ class AutoRefiner(Refiner):
     def observe_frame_time(self, other_stages_s: float) -> None:
         self.other_s = max(0.0, float(other_stages_s))
 
+    def start_source(self, live: bool, consecutive: bool) -> None:
+        for path in self.paths.values():
+            path.start_source(live, consecutive)
+
+    def follow_motion(self, index: int | None, motion) -> None:
+        for path in self.paths.values():
+            path.follow_motion(index, motion)
+
     def choose(self) -> str:
         """The path for the next frame; a path serves at least auto_hold_frames frames."""
         full_cost = self.cost_s["full"]
