@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -179,3 +180,60 @@ def test_the_console_shows_the_records_fresh_or_carried_flag(tmp_path, monkeypat
         sink.close()
     assert json.loads(node.stdout.strip().splitlines()[-1]) == {"mask": shown,
                                                               "path": record["path"]}
+
+
+def _evidence_of(mask: np.ndarray) -> np.ndarray:
+    """Evidence a model might give for a mask: the mask, blurred, at 40x40."""
+    small = cv2.resize(mask.astype(np.float32), (40, 40), interpolation=cv2.INTER_AREA)
+    return np.clip(cv2.GaussianBlur(small, (0, 0), 1.0) * 1.2, 0, 1)
+
+
+def test_the_full_path_without_lag_draws_the_last_full_mask_carried_onto_each_new_frame(scene):
+    from edge.method.refine.factory import make_refiner
+    from edge.method.refine.lagless import LaglessFullRefiner
+    from edge.method.refine.worker import RefineWorker
+
+    config = load_config()
+    moves = [(0, 0), (3, 8), (5, 14), (7, 22)]          # the camera pans right and down
+    frames = [np.ascontiguousarray(view(scene, dy, dx)[0]) for dy, dx in moves]
+    truths = [view(scene, dy, dx)[1] for dy, dx in moves]
+    evidence = [_evidence_of(mask) for mask in truths]
+    in_line = make_refiner("full", config.refine, 0.0)   # the full CRF, here, on frame 0
+    full_first = in_line.refine(evidence[0], frames[0]).mask
+    estimator = MotionEstimator(config.carry)
+    with RefineWorker(config.refine, ("full",)) as worker:
+        refiner = make_refiner("full", config.refine, 0.0, worker, config.carry)
+        assert isinstance(refiner, LaglessFullRefiner)
+        refiner.start_source(live=True, consecutive=True)
+        estimator.estimate(frames[0])
+        refiner.follow_motion(0, None)
+        first = refiner.refine(evidence[0], frames[0])
+        assert first.path == "light" and first.mask_from is None   # no full mask yet
+        while worker.busy:                                         # frame 0's CRF, elsewhere
+            time.sleep(0.01)
+        for index in (1, 2):
+            refiner.follow_motion(index, estimator.estimate(frames[index]))
+            result = refiner.refine(evidence[index], frames[index])
+            assert result.path == "full" and result.mask_from == index - 1
+            if index == 1:
+                while worker.busy:
+                    time.sleep(0.01)
+        # Frame 2 shows frame 1's full mask, carried onto frame 2: aligned with frame 2.
+        # Frame 1's full mask is frame 0's scene moved, so compare frame 0's full mask moved
+        # by the true pan with what frame 2 drew, within one pixel.
+        dy, dx = moves[2]
+        moved = np.zeros_like(full_first)
+        moved[:_H - dy, :_W - dx] = full_first[dy:, dx:]
+        inner = np.zeros_like(moved)
+        inner[8:_H - 8 - dy, 8:_W - 8 - dx] = True   # away from the edges the views do not share
+        near = np.ones((3, 3), np.uint8)
+        mismatch = inner & (result.mask ^ moved)
+        near_both = (cv2.dilate(moved.astype(np.uint8), near) > 0) & \
+            (cv2.dilate(result.mask.astype(np.uint8), near) > 0)
+        # the full CRF on frame 1 may settle a few pixels differently from frame 0's
+        assert (mismatch & ~near_both).sum() <= 0.01 * moved.sum()
+        assert (inner & (result.mask ^ full_first)).sum() > 5 * (mismatch & ~near_both).sum()
+        # A cut: nothing earlier is carried onto the new scene.
+        refiner.follow_motion(3, None)
+        after_cut = refiner.refine(evidence[3], frames[3])
+        assert after_cut.path == "light" and after_cut.mask_from is None

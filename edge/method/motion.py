@@ -42,19 +42,44 @@ class Motion:
     residual: float         # mean |newer - older warped onto it|, grey levels 0..255
     shift: float            # mean length of the flow, as a share of the flow grid's width
     unreliable: str | None  # why nothing may be carried ("scene cut", ...), None when it may
+    affine: np.ndarray | None = None   # float64 [3, 3] newer px -> older px on the flow grid,
+                                       # when one affine map explains the flow (else None)
 
     def warp(self, older: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`older` (float32 [H, W], a map of the older frame) carried onto the newer frame,
         bilinear, and valid (bool [H, W]): False where the point was outside the older view."""
         height, width = older.shape[:2]
+        if self.affine is not None:
+            moved = self.moved(older)
+            inside = self.moved(np.ones((height, width), np.float32), edge=0.0)
+            return moved, inside > 0.5
+        return _remap(older.astype(np.float32, copy=False), self._back_on(height, width))
+
+    def moved(self, older: np.ndarray, edge: float | None = None) -> np.ndarray:
+        """`older` carried onto the newer frame, bilinear; beyond the older view the nearest
+        edge value is repeated, or `edge` where given."""
+        height, width = older.shape[:2]
+        older = older.astype(np.float32, copy=False)
+        if self.affine is None:
+            return _remap(older, self._back_on(height, width))[0]
+        flow_h, flow_w = self.back.shape[:2]
+        # pixel centres: x on the flow grid = (u + 0.5) * flow_w / width - 0.5
+        to_flow = np.array([[flow_w / width, 0, 0.5 * flow_w / width - 0.5],
+                            [0, flow_h / height, 0.5 * flow_h / height - 0.5], [0, 0, 1]])
+        on_map = np.linalg.inv(to_flow) @ self.affine @ to_flow
+        border = (cv2.BORDER_REPLICATE, 0.0) if edge is None else (cv2.BORDER_CONSTANT, edge)
+        return cv2.warpAffine(older, on_map[:2], (width, height),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=border[0], borderValue=border[1])
+
+    def _back_on(self, height: int, width: int) -> np.ndarray:
+        """The flow on a map's grid, its vectors scaled to that grid's pixels."""
         flow_h, flow_w = self.back.shape[:2]
         if (height, width) == (flow_h, flow_w):
-            back = self.back
-        else:  # the flow on the map's grid, its vectors scaled to that grid's pixels
-            interpolation = cv2.INTER_AREA if height < flow_h else cv2.INTER_LINEAR
-            back = cv2.resize(self.back, (width, height), interpolation=interpolation)
-            back = back * np.array([width / flow_w, height / flow_h], np.float32)
-        return _remap(older.astype(np.float32, copy=False), back)
+            return self.back
+        interpolation = cv2.INTER_AREA if height < flow_h else cv2.INTER_LINEAR
+        back = cv2.resize(self.back, (width, height), interpolation=interpolation)
+        return back * np.array([width / flow_w, height / flow_h], np.float32)
 
 
 class MotionEstimator:
@@ -85,10 +110,12 @@ class MotionEstimator:
         warped_previous, _ = _remap(previous.astype(np.float32), back)
         residual = float(cv2.mean(cv2.absdiff(warped_previous, grey.astype(np.float32)),
                                    inside.astype(np.uint8))[0]) if inside.any() else 255.0
-        back = _camera_motion(back, agree, self.settings.fb_tolerance_px)
+        affine = _camera_motion(back, agree, self.settings.fb_tolerance_px)
+        if affine is not None:
+            back = _affine_flow(affine, *back.shape[:2])
         shift = float(cv2.mean(cv2.magnitude(back[..., 0], back[..., 1]))[0]) / grey.shape[1]
-        return Motion(back, consistent, residual, shift, self._judge(consistent, residual,
-                                                                    inside))
+        return Motion(back, consistent, residual, shift,
+                      self._judge(consistent, residual, inside), affine)
 
     def _judge(self, consistent: float, residual: float, inside: np.ndarray) -> str | None:
         if residual > self.settings.max_residual:
@@ -100,17 +127,18 @@ class MotionEstimator:
         return None
 
 
-def _camera_motion(back: np.ndarray, agree: np.ndarray, tolerance_px: float) -> np.ndarray:
-    """The flow as one affine camera motion, fitted by least squares to the pixels that passed
-    the forward-backward check (twice, the second time without the worst fits), where it
-    explains them within `tolerance_px`; else the dense flow as it is (a scene far from flat).
-    Thousands of noisy vectors average into a motion accurate to a fraction of a pixel."""
-    height, width = back.shape[:2]
-    xs, ys = _grid(height, width)
+def _camera_motion(back: np.ndarray, agree: np.ndarray, tolerance_px: float
+                   ) -> np.ndarray | None:
+    """The flow as one affine camera motion (float64 [3, 3], newer px -> older px), fitted by
+    least squares to the pixels that passed the forward-backward check (twice, the second time
+    without the worst fits), where it explains them within `tolerance_px`; else None (a scene
+    far from flat: the dense flow is used as it is). Thousands of noisy vectors average into a
+    motion accurate to a fraction of a pixel."""
+    xs, ys = _grid(*back.shape[:2])
     every = (slice(None, None, _FIT_STRIDE),) * 2
     pick = agree[every]
     if np.count_nonzero(pick) < 12:
-        return back
+        return None
     x, y = xs[every][pick].astype(np.float64), ys[every][pick].astype(np.float64)
     target = back[every][pick].astype(np.float64)
     design = np.stack([x, y, np.ones_like(x)], axis=1)
@@ -121,10 +149,17 @@ def _camera_motion(back: np.ndarray, agree: np.ndarray, tolerance_px: float) -> 
         error = np.hypot(*(design @ coef - target).T)
         keep = error <= max(tolerance_px, 2.0 * float(np.median(error)))
     if float(np.median(error)) > tolerance_px:
-        return back
-    coef = coef.astype(np.float32)
-    return np.dstack([xs * coef[0, 0] + ys * coef[1, 0] + coef[2, 0],
-                      xs * coef[0, 1] + ys * coef[1, 1] + coef[2, 1]])
+        return None
+    # coef maps (x, y, 1) to the displacement; the motion is the point plus it
+    return np.vstack([coef.T + np.array([[1.0, 0, 0], [0, 1.0, 0]]), [0, 0, 1]])
+
+
+def _affine_flow(affine: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The displacement field float32 [height, width, 2] of an affine motion."""
+    xs, ys = _grid(height, width)
+    m = (affine[:2] - np.array([[1.0, 0, 0], [0, 1.0, 0]])).astype(np.float32)
+    return np.dstack([xs * m[0, 0] + ys * m[0, 1] + m[0, 2],
+                      xs * m[1, 0] + ys * m[1, 1] + m[1, 2]])
 
 
 def small_grey(frame_bgr: np.ndarray, longest_px: int) -> np.ndarray:

@@ -55,7 +55,7 @@ class LaglessFullRefiner(Refiner):
             self._pending_moves = None
             return
         if self._held is not None:
-            self._held = motion.warp(self._held)[0]
+            self._held = motion.moved(self._held)
             self._held_shift += motion.shift
         if self._pending_moves is not None:
             self._pending_moves.append(motion)
@@ -81,6 +81,6 @@ class LaglessFullRefiner(Refiner):
             return  # the chain broke while it was refined: it cannot be placed on this frame
         held = finished.mask.astype(np.float32)
         for motion in moves:
-            held = motion.warp(held)[0]
+            held = motion.moved(held)
         self._held, self._held_from = held, self._pending
         self._held_shift = sum(motion.shift for motion in moves)
