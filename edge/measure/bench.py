@@ -109,7 +109,7 @@ class _FrameFeed:
             frame = self.source.read()
             if frame is not None:
                 self._frames_this_pass += 1
-                return frame.image, frame.index if self.source.consecutive else None
+                return frame.image, None if self.source.stills else frame.index
             if self.source.ended:
                 self._restart()
 
@@ -232,7 +232,7 @@ def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchIte
     with times.stage("overlay"):
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
-                              result.path))
+                              result.path, area_by_state=result.area_by_state), result.state)
     segmenter.observe_frame(times)
     return item
 

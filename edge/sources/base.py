@@ -30,9 +30,8 @@ class FrameSource(ABC):
     new yet; `ended` turns True when the stream is over (files end, cameras do not)."""
 
     live = False
-    # True when each frame follows the previous one in time (video, cameras, the synthetic
-    # clip), so evidence may be carried along the camera motion; a folder of stills says False.
-    consecutive = True
+    stills = False    # True: each frame is its own photo (no time order, time for tiles;
+                      # nothing is carried from one to the next)
 
     def __init__(self) -> None:
         self.ended = False

@@ -21,7 +21,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpe
 class ImageListSource(FrameSource):
     """A single image, a folder or a glob: every image once, in name order."""
 
-    consecutive = False   # stills: nothing is carried from one photo to the next
+    stills = True
 
     def __init__(self, paths: list[Path], describe: str) -> None:
         super().__init__()
