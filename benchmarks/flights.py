@@ -22,9 +22,12 @@ Per run:
   from frames.jsonl.
 
     nice -n 5 python benchmarks/flights.py [--clips 20] [--frames 30] [--split holdout]
-        [--runs none light full ...] [--strip docs/steady_strip.png]
+        [--runs none light full ...]
+    nice -n 5 python benchmarks/flights.py --split synthetic --clips 4 --runs light light+carry
+        --strip docs/steady_strip.png --out /tmp/flights_synthetic
 
-Choosing settings is done with `--split tune`; the holdout split only reports.
+Choosing settings is done with `--split tune`; the holdout split only reports. The strip of
+frames in docs/ is drawn from synthetic scenes: the vt_corrosion photos may not be shown.
 """
 
 from __future__ import annotations
@@ -267,12 +270,13 @@ def strip(video: Path, runs: dict, names: tuple[str, str], first: int, count: in
             contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                            cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(tile, contours, -1, (0, 80, 255), 2, cv2.LINE_AA)
-            cv2.putText(tile, f"{name}  frame {first + offset}", (10, 30),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
-            tiles[row].append(cv2.resize(tile, (320, 240), interpolation=cv2.INTER_AREA))
+            cv2.putText(tile, f"{name}  frame {first + offset}", (10, 36),
+                        cv2.FONT_HERSHEY_SIMPLEX, 1.1, (255, 255, 255), 3, cv2.LINE_AA)
+            tiles[row].append(cv2.resize(tile, (256, 192), interpolation=cv2.INTER_AREA))
     capture.release()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), np.vstack([np.hstack(row) for row in tiles]))
+    cv2.imwrite(str(out), np.vstack([np.hstack(row) for row in tiles]),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {out}")
 
 
@@ -280,28 +284,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=20, help="photos flown over (a subset)")
     parser.add_argument("--frames", type=int, default=30, help="frames per clip")
-    parser.add_argument("--split", default="holdout", choices=("holdout", "tune"))
+    parser.add_argument("--split", default="holdout", choices=("holdout", "tune", "synthetic"),
+                        help="synthetic: scenes from the generator with exact masks, which may "
+                             "be shown anywhere (the real photos may not be committed)")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--out", default=str(RESULTS / "flights"))
-    parser.add_argument("--strip", default=None, help="PNG of before/after frames of light")
+    parser.add_argument("--strip", default=None, help="PNG of before/after frames of light "
+                        "(with --split synthetic)")
     parser.add_argument("--set", nargs="*", default=[], metavar="carry.KEY=VALUE",
                         help="carry settings for every run (to choose them on --split tune)")
     args = parser.parse_args()
+    if args.strip and args.split != "synthetic":
+        sys.exit("flights: --strip needs --split synthetic (the real photos may not be "
+                 "committed or shown)")
 
     sys.path.insert(0, str(ROOT))
     from edge.config import load_config
     from edge.data.datasets import find_masked_images
     from edge.data.imageio import read_image_bgr, read_mask
+    from edge.data.synthetic import SceneOptions, make_scene
 
-    root = SHARED_DATA / "vt_corrosion" / "train"
-    if not root.is_dir():
-        sys.exit(f"flights: {root} is absent; the benchmark needs the real photos")
-    pairs = find_masked_images(root, args.split, load_config().data.holdout_fraction)
-    step = max(1, len(pairs) // args.clips)
-    chosen = pairs[::step][:args.clips]
-    photos = {p.image.stem: (read_image_bgr(p.image), read_mask(p.mask)) for p in pairs}
-    clips = make_clips([p.image.stem for p in chosen], args.frames, args.seed)
+    if args.split == "synthetic":
+        step = 1
+        options = SceneOptions(max_patches=6, patch_scale=0.5, blur_prob=0.0)
+        photos = {f"scene{i}": make_scene(512, 512, args.seed + i, options)
+                  for i in range(args.clips)}
+        stems = list(photos)
+    else:
+        root = SHARED_DATA / "vt_corrosion" / "train"
+        if not root.is_dir():
+            sys.exit(f"flights: {root} is absent; the benchmark needs the real photos")
+        pairs = find_masked_images(root, args.split, load_config().data.holdout_fraction)
+        step = max(1, len(pairs) // args.clips)
+        stems = [p.image.stem for p in pairs[::step][:args.clips]]
+        photos = {p.image.stem: (read_image_bgr(p.image), read_mask(p.mask)) for p in pairs}
+    clips = make_clips(stems, args.frames, args.seed)
     started = time.perf_counter()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="flights-") as scratch:
@@ -324,7 +342,7 @@ def main() -> None:
     for run in runs.values():
         run.pop("masks")
     report = {"machine": machine(), "split": args.split, "settings": args.set,
-              "photos": [p.image.stem for p in chosen], "clips": len(clips),
+              "photos": stems, "clips": len(clips),
               "frames_per_clip": args.frames, "frame_size": f"{_WIDTH}x{_HEIGHT}",
               "fast_clips": sum(c.fast for c in clips),
               "cut_clips": sum(c.cut_at is not None for c in clips),
