@@ -61,7 +61,10 @@ class Motion:
         height, width = older.shape[:2]
         older = older.astype(np.float32, copy=False)
         if self.affine is None:
-            return _remap(older, self._back_on(height, width))[0]
+            warped, inside = _remap(older, self._back_on(height, width))
+            if edge is not None:
+                warped[~inside] = edge
+            return warped
         flow_h, flow_w = self.back.shape[:2]
         # pixel centres: x on the flow grid = (u + 0.5) * flow_w / width - 0.5
         to_flow = np.array([[flow_w / width, 0, 0.5 * flow_w / width - 0.5],
@@ -85,7 +88,8 @@ class Motion:
 class MotionEstimator:
     """`estimate(frame_bgr)` -> the Motion from the previous frame given, or None for the first.
 
-    Frames must be consecutive; after a gap (a drop, a new clip) call `forget()`."""
+    Frames come in their order (a short gap is measured like any step); where the chain
+    breaks (a long gap, a new clip) call `forget()`."""
 
     def __init__(self, settings: CarryConfig) -> None:
         self.settings = settings
