@@ -65,6 +65,7 @@ _NUMBERS = (  # id, label, unit
     ("score", "corrosion score", "0-1"),
     ("area", "corroded area", "% of frame"),
     ("path", "refine path", ""),
+    ("mask", "mask", "fresh or carried"),
     ("drops", "dropped frames", "since start"),
     ("latency", "latency, capture to output", "ms"),
     ("frame", "frame", "#"),
@@ -99,6 +100,9 @@ function numbers(s, f) {{
     (100 * f.corroded_fraction).toFixed(1);
   $('path').textContent = f.path ?? '-';
   $('why').textContent = f.path ? `${{f.path}}: ${{PATHS[f.path] ?? ''}}` : '';
+  // the record's own flag: refined on this frame, or an earlier frame's mask carried onto it
+  $('mask').textContent = f.mask === 'carried' ? `carried from #${{f.mask_from}}` :
+    (f.mask ?? '-');
   $('drops').textContent = f.dropped ?? '-';
   $('latency').textContent = (f.output_at && f.captured_at) ?
     (1000 * (f.output_at - f.captured_at)).toFixed(0) : '-';

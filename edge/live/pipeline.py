@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
 # A frame's stages in the order the recipe runs them, as its record names them (the method
-# times preprocess, invoke, refine and, for v3 models, states); bench reports these.
-FRAME_STAGES = ("capture", "preprocess", "invoke", "refine", "states", "draw")
+# times preprocess, invoke, carry, refine and, for v3 models, states); bench reports these.
+FRAME_STAGES = ("capture", "preprocess", "invoke", "carry", "refine", "states", "draw")
 REPORT_STAGES = (*FRAME_STAGES, "output", "latency")
 
 
@@ -157,6 +157,7 @@ class Pipeline:
 
     def run(self) -> RunReport:
         started = time.perf_counter()
+        self.segmenter.start_source(self.source.live, not self.source.stills)
         try:
             self._runner.run(self._capture(),
                              [Stage("infer", self._infer, warmup=self.segmenter.warm_up),
@@ -197,7 +198,8 @@ class Pipeline:
         return item
 
     def _refine(self, item: _Item) -> _Item:
-        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+        index = None if self.source.stills else item.frame.index  # stills carry nothing
+        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times, index)
         return item
 
     def _draw_and_output(self, item: _Item) -> None:
@@ -265,6 +267,7 @@ class Pipeline:
                            corroded_fraction=result.corroded_fraction, path=result.path,
                            grades=grades(100.0 * result.corroded_fraction),
                            area_by_state=result.area_by_state,
+                           **mask_origin(frame.index, result),
                            ms=dict(times.ms), dropped=self._dropped(),
                            lag_frames=self._lag(frame), fps=self._rolling_fps())
 
@@ -276,6 +279,17 @@ class Pipeline:
         if self.source.live:
             self.report.lag_frames.append(self._lag(frame))
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
+
+
+def mask_origin(index: int, result) -> dict:
+    """Where a frame's mask came from, for its record: `mask` fresh (refined on this frame) or
+    carried (an earlier frame's mask moved along the motion), `mask_from` the frame it was
+    refined on, `evidence_from` the frame whose evidence was blended into this one's (None:
+    none was) and `carry_reset` why not."""
+    carried = result.mask_from is not None
+    return {"mask": "carried" if carried else "fresh",
+            "mask_from": result.mask_from if carried else index,
+            "evidence_from": result.evidence_from, "carry_reset": result.carry_reset}
 
 
 def _close_quietly(sink: FrameSink) -> None:

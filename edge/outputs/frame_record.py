@@ -36,6 +36,13 @@ class FrameRecord:
     # models; None otherwise).
     grades: dict | None = None
     area_by_state: dict | None = _digits(5, default=None)
+    # Where the mask came from (edge/live/pipeline.py `mask_origin`): "fresh" (refined on this
+    # frame) or "carried" (an earlier frame's mask moved along the camera motion), the frame it
+    # was refined on, the frame whose evidence was blended in, and why carrying was reset.
+    mask: str = "fresh"
+    mask_from: int | None = None
+    evidence_from: int | None = None
+    carry_reset: str | None = None
     ms: dict = _digits(3, default_factory=dict)  # stage -> milliseconds
     dropped: int = 0                             # live frames dropped so far in the run
     lag_frames: int | None = None                # frames behind the newest capture (live)
