@@ -118,7 +118,7 @@ def _run_records(tmp_path, source: str, name: str) -> list[dict]:
     from edge.live.app import RunRequest, run_loop
     config = load_config(overrides={"refine.mode": "none", "refine.worker": "thread"})
     log = tmp_path / f"{name}.jsonl"
-    run_loop(config, RunRequest(source, (), str(log), None, True, False))
+    run_loop(config, RunRequest(source, (), str(log), None, True))
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 

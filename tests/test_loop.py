@@ -222,7 +222,8 @@ def test_frame_record_round_trips_through_json_rounded_and_ignores_unknown_keys(
     assert line == {"index": 7, "name": "girder", "captured_at": 1700000000.1235,
                     "output_at": 1700000000.2, "score": 0.98765, "valid": True,
                     "corroded_fraction": 0.12346, "path": "full", "grades": None,
-                    "area_by_state": None, "ms": {"invoke": 1.235},
+                    "area_by_state": None, "mask": "fresh", "mask_from": None,
+                    "evidence_from": None, "carry_reset": None, "ms": {"invoke": 1.235},
                     "dropped": 0, "lag_frames": 2, "fps": 29.67}
     back = FrameRecord.from_json({**json.loads(json.dumps(line)), "added_later": 1})
     assert back.to_json() == line and back.line() == FrameRecord.from_json(line).line()

@@ -45,6 +45,12 @@ class RunRequest:
     record: str | None = None        # run record folder (edge/record/layout.py)
     replace_record: bool = False     # a folder holding an earlier record is emptied first
 
+    def __post_init__(self) -> None:
+        # It was `print_frames: bool` in this place; a bool here is a caller not yet updated.
+        if isinstance(self.frame_lines, bool):
+            raise TypeError("RunRequest.frame_lines is a text stream or None (the per-frame "
+                            "line is a sink now), not a bool")
+
 
 # What the caller wraps around the loop itself (not the start-up): the CLI's signal handlers.
 LoopGuard = Callable[[StopRequest], AbstractContextManager]
