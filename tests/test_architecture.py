@@ -25,20 +25,24 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "native_logs": set(),
     "writable": {"errors"},
+    "untrusted": set(),
+    "pages": {"errors", "untrusted"},
     "config": {"errors", "edge.method.refine.registry"},     # the leaf list of refine modes
     "data": {"errors"},
     "method": {"errors", "config", "data", "native_logs"},
     "sources": {"errors", "data"},
     "outputs": {"errors", "writable"},
-    "console": {"errors", "config", "outputs", "edge.method.paths"},  # the paths' meanings
-    "record": {"errors", "config", "writable", "outputs", "method"},
+    "console": {"errors", "config", "outputs", "pages", "untrusted",
+                "edge.method.paths"},  # the paths' meanings
+    "record": {"errors", "config", "writable", "outputs", "method", "pages", "untrusted"},
     "live": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
              "outputs", "console", "record"},
     "measure": {"errors", "config", "data", "method", "sources", "live"},
     "batch": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
-              "live", "record"},
+              "live", "record", "pages", "untrusted"},
     "workstation": {"config"},
-    "cli": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
+    "cli": {"errors", "config", "writable", "native_logs", "untrusted", "pages", "data",
+            "method", "sources",
             "outputs", "console", "record", "live", "measure", "batch", "workstation"},
 }
 LEAVES = ("edge.method.refine.registry", "edge.method.paths")   # import no edge module at all

@@ -119,6 +119,7 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         # until the overwrite check below has passed. Built before the source: fail fast.
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         if recorder is not None:
+            recorder.refuse_outputs_inside(sinks)
             sinks += [stack.push(sink) for sink in recorder.sinks]
         print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,

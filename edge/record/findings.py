@@ -49,11 +49,6 @@ class FindingSink(FrameSink):
     sets it once the source is open."""
 
     def __init__(self, layout: RecordLayout, rule: FindingRule) -> None:
-        try:
-            make_folder(layout.findings_dir)
-        except OSError as exc:
-            raise SinkError(f"--record {layout.root}: cannot create {layout.findings_dir} "
-                            f"({exc.strerror})") from None
         self.layout, self.rule = layout, rule
         self.name = f"findings {layout.findings_dir}"
         self.locate: Callable[[str], dict | None] = lambda name: None
@@ -64,8 +59,11 @@ class FindingSink(FrameSink):
         self._log = None
 
     def start(self) -> None:
+        """The findings folder is made here, once the run is under way: a run that fails
+        before (a missing source) leaves its record folder empty, so a retry may use it."""
         if self._log is None:
             try:
+                make_folder(self.layout.findings_dir)
                 self._log = open(self.layout.findings_log, "w", buffering=1)
             except OSError as exc:
                 raise SinkError(f"--record {self.layout.findings_log}: cannot write "

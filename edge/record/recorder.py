@@ -4,6 +4,10 @@ The record is three sinks on the loop (overlay video, frames.jsonl, findings) pl
 the recorder writes itself: run.json when the run starts, and summary.json, reserved at start
 as "running" and rewritten in place at the end however the run ended (end of source, Ctrl-C,
 SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from being said.
+From `begin` to `finish` the recorder holds the record's run lock (edge/record/run_lock.py),
+so a report on the folder knows the run is still going. The summary counts the frames the
+source announced, those read and those skipped (with why): a run that skipped frames is not
+`complete`, however it ended.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ from edge.config import Config
 from edge.errors import ConfigError, RustsegError
 from edge.method.modelcard import file_sha256
 from edge.record.findings import FindingRule, FindingSink
+from edge.record.run_lock import RunLock
 from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
-                         ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
-                         flight_stats)
+                         ENDED_RUNNING, ENDED_SIGINT, ENDED_SOURCE, NORMAL_ENDS, RECORD_FORMAT,
+                         RecordLayout, flight_stats)
 from edge.outputs import FrameSink, JsonlLogSink, VideoFileSink
 from edge.writable import disk_full, make_folder, write_atomic
 
 _SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at the end
+_MAX_SKIP_REASONS = 20                # reasons kept in summary.json (the count is always exact)
 
 
 class RunRecorder:
@@ -44,12 +50,32 @@ class RunRecorder:
                                        JsonlLogSink(layout.frames_log), self.findings]
         self.started_at: float | None = None
         self._run: dict = {}
+        self._source = None
+        self._lock = RunLock(layout.run_lock)
+
+    def refuse_outputs_inside(self, sinks: list[FrameSink]) -> None:
+        """ConfigError before anything is written when another output (`--output`, `--log`,
+        `--save-masks`) would write into the record: a record's files are its own, and
+        `--output REC/overlay.mp4` would write one file twice."""
+        root = self.layout.root.resolve()
+        for sink in sinks:
+            for target in (sink.writes_to(None), sink.writes_to("frame")):
+                if target is not None and Path(target).resolve().is_relative_to(root):
+                    raise ConfigError(f"output {target} lies inside the run record "
+                                      f"{self.layout.root}, whose files are its own; choose a "
+                                      "path outside the record")
 
     def begin(self, source, segmenter) -> None:
         """Write run.json and reserve summary.json; tell the findings where photos are.
         Called after the overwrite check, so an old record is only cleared then."""
-        if self.layout.is_record():
-            _clear_old_record(self.layout)
+        self._lock.acquire()  # before clearing: an old record may be another live run's
+        self._source = source
+        try:
+            if self.layout.is_record():
+                _clear_old_record(self.layout)
+        except BaseException:
+            self._lock.release()  # `finish` is only called once the run has begun
+            raise
         files = dict((name, path) for path, name in source.input_files() if name is not None)
         if files:  # a photo folder: each photo its own view, and perhaps geotagged
             from edge.record.positions import read_position
@@ -74,14 +100,22 @@ class RunRecorder:
             os.fsync(file.fileno())
 
     def finish(self, report, failure: BaseException | None) -> dict:
-        """Write the final summary.json (in place) and run.json's end time; return the summary."""
+        """Write the final summary.json (in place) and run.json's end time; return the summary.
+        The run lock is let go last, once the summary says how the run ended."""
+        try:
+            return self._finish(report, failure)
+        finally:
+            self._lock.release()
+
+    def _finish(self, report, failure: BaseException | None) -> dict:
         ended_at = time.time()
         frames = self.layout.read_frames() if self.layout.frames_log.is_file() else []
         ended = _how_it_ended(report, failure, self.layout.root)
         kept_all = report is not None and not report.lost_outputs and failure is None
+        counts = frame_counts(self._source, len(frames), ended)
         summary = {"format": RECORD_FORMAT, "ended": ended,
-                   "complete": ended in NORMAL_ENDS and kept_all,
-                   "every_output_kept_every_frame": kept_all,
+                   "complete": ended in NORMAL_ENDS and kept_all and counts["skipped"] == 0,
+                   "every_output_kept_every_frame": kept_all, "frames": counts,
                    "stopped_by": report.stopped_by if report else None,
                    "error": _one_line(failure) if failure else None,
                    "started_at": self.started_at, "ended_at": ended_at,
@@ -116,6 +150,22 @@ def _clear_old_record(layout: RecordLayout) -> None:
                  layout.report_html, layout.findings_csv, layout.findings_geojson):
         path.unlink(missing_ok=True)
     make_folder(layout.findings_dir)
+
+
+def frame_counts(source, read: int, ended: str) -> dict:
+    """Frames the source announced (None when it cannot tell: cameras, streams), read (in the
+    record's log) and skipped, with the reasons: unreadable photos, and the tail of a video
+    whose header promised more frames than it decodes."""
+    if source is None:  # the run failed before its source opened
+        return {"expected": None, "read": read, "skipped": 0, "skip_reasons": []}
+    expected, reasons, skipped = source.expected_frames, list(source.warnings), source.skipped
+    if ended == ENDED_SOURCE and expected is not None and read + skipped < expected:
+        missing = expected - read - skipped
+        reasons.append(f"the source ended after {read + skipped} of the {expected} frames its "
+                       f"header announces ({missing} not decodable: a cut or damaged file?)")
+        skipped += missing
+    return {"expected": expected, "read": read, "skipped": skipped,
+            "skip_reasons": reasons[:_MAX_SKIP_REASONS]}
 
 
 def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:

@@ -35,6 +35,8 @@ class FrameSource(ABC):
         self.ended = False
         self.dropped = 0          # frames captured but never handed out (live sources only)
         self.skipped = 0          # unreadable inputs passed over (image folders)
+        self.warnings: list[str] = []       # why each one was skipped, one line each
+        self.expected_frames: int | None = None  # what the source announces (None: unknown)
         self.latest_index = -1    # newest frame captured so far (for lag measurement)
 
     def __enter__(self) -> "FrameSource":

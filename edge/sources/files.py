@@ -28,7 +28,7 @@ class ImageListSource(FrameSource):
                               f"({', '.join(IMAGE_SUFFIXES)})")
         self.paths, self.describe, self.position = paths, describe, 0
         self.names = unique_frame_names(paths)
-        self.warnings: list[str] = []
+        self.expected_frames = len(paths)
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return list(zip(self.paths, self.names))
@@ -66,6 +66,10 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+        # The header's frame count, so a file that decodes fewer is known to be cut short
+        # (a looping video has no end to count to).
+        announced = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.expected_frames = announced if announced > 0 and not loop else None
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return [(self.path, None)]
