@@ -38,6 +38,7 @@ _EXIT_CODES_HELP = """exit codes:
   4    output not opened at start, or failed and stopped the run (sink_error_policy=stop)
   5    output lost mid-run, the run went on without it (sink_error_policy=drop)
   6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
+  7    batch: every input ran, but frames of some were skipped (status partial)
   70   internal error
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
   141  stdout closed by its reader (e.g. | head)"""
@@ -240,6 +241,10 @@ def _honour_ctrl_c() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _honour_ctrl_c()
+    # A file name need not be UTF-8: print its odd bytes as \xNN rather than fail on them.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         try:
             defaults = load_config(_config_flag(argv))
@@ -398,8 +403,13 @@ def _write_report(args, config: Config) -> int:
     from edge.record.report import write_report
 
     result = write_report(args.record, config.record.report_top)
+    for line in result.dropped_positions:
+        print(f"rustseg: warning: {line}", file=sys.stderr)
+    ended = "still running (pid {}): the report covers the frames so far, summary.json is " \
+            "left to the run".format(result.running_pid) if result.running_pid is not None \
+        else result.summary["ended"]
     print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
-          f"position; run ended: {result.summary['ended']})")
+          f"position; run ended: {ended})")
     return 0
 
 
@@ -420,14 +430,10 @@ def _bench(args, config: Config) -> int:
 
 def _batch(args, config: Config) -> int:
     from edge.batch import BatchRequest, run_batch
-    from edge.batch.runner import EXIT_SOME_FAILED
-
     result = run_batch(config, BatchRequest(tuple(args.inputs), args.out, args.engine,
                                             args.address, args.workers))
     print(f"{result.format()}; index: {Path(args.out) / 'index.html'}")
-    if result.interrupted:
-        return _EXIT_INTERRUPTED
-    return 0 if result.all_done else EXIT_SOME_FAILED
+    return _EXIT_INTERRUPTED if result.interrupted else result.exit_code
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors", "edge.method.refine.registry"},     # the leaf list of refine modes
     "data": {"errors"},
     "method": {"errors", "config", "data", "native_logs"},
-    "sources": {"errors", "data"},
-    "outputs": {"errors", "writable"},
+    "sources": {"errors", "data", "untrusted"},
+    "outputs": {"errors", "writable", "untrusted"},
     "console": {"errors", "config", "outputs", "pages", "untrusted",
                 "edge.method.paths"},  # the paths' meanings
     "record": {"errors", "config", "writable", "outputs", "method", "pages", "untrusted"},

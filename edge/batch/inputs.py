@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ class BatchInput:
         different folders (a short hash of the full path)."""
         path = Path(self.uri.rstrip("/"))
         slug = _SLUG_CHARS.sub("_", path.name or "input")[:_SLUG_MAX_CHARS]
-        return f"{slug}-{hashlib.sha1(self.uri.encode()).hexdigest()[:8]}"
+        # fsencode: the bytes of the name as on disk, UTF-8 or not
+        return f"{slug}-{hashlib.sha1(os.fsencode(self.uri)).hexdigest()[:8]}"
 
 
 def expand_inputs(args: list[str]) -> list[BatchInput]:
@@ -73,9 +75,14 @@ def _expand(arg: str) -> list[BatchInput]:
 
 def _from_list(list_path: Path) -> list[BatchInput]:
     try:
-        lines = list_path.read_text().splitlines()
+        data = list_path.read_bytes()
     except OSError as exc:
         raise DataError(f"input @{list_path}: cannot read ({exc.strerror})") from None
+    if b"\0" in data:  # no file name holds a NUL byte: this is not a list of names
+        raise DataError(f"input @{list_path}: not a text file (binary data); expected one "
+                        "input per line")
+    # The names' bytes as they are (a Latin-1 name in the list names a Latin-1 file).
+    lines = os.fsdecode(data).splitlines()
     entries = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if not entries:
         raise DataError(f"input @{list_path}: lists no inputs")

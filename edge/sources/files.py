@@ -12,6 +12,7 @@ import cv2
 from edge.data.imageio import IMAGE_SUFFIXES, read_image_bgr
 from edge.errors import DataError, SourceError
 from edge.sources.base import Frame, FrameSource, checked_frame
+from edge.untrusted import OpenCvPath
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".h264")
 
@@ -61,8 +62,10 @@ class VideoFileSource(FrameSource):
         if not path.is_file():
             raise SourceError(f"source {path}: video file does not exist")
         self.path, self.loop = path, loop
-        self.capture = cv2.VideoCapture(str(path))
+        self._opencv_path = OpenCvPath(path)  # any file name, even one that is not UTF-8
+        self.capture = cv2.VideoCapture(self._opencv_path.path)
         if not self.capture.isOpened():
+            self._opencv_path.close()
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
@@ -93,6 +96,7 @@ class VideoFileSource(FrameSource):
     def close(self) -> None:
         super().close()
         self.capture.release()
+        self._opencv_path.close()
 
 
 def unique_frame_names(paths: list[Path]) -> list[str]:
