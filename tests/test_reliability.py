@@ -4,6 +4,7 @@ Each test here would fail without the behaviour it names; README's Reliability s
 """
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -383,9 +384,12 @@ def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
             page = r.read().decode()
         # The URLs the page itself requests, exactly as the browser would send them.
         image = re.search(r'<img id="v" src="([^"]+)"', page).group(1)
-        query = re.search(r"const QUERY = '([^']*)'", page).group(1)
+        query = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)'
+                                     r'</script>', page, re.S).group(1))["query"]
+        script = re.search(r'<script src="([^"]+)"', page).group(1)
         assert image.startswith("/stream.mjpg?token=") and query.startswith("?token=")
         assert _status(base + image) == 200
+        assert _status(base + script) == 200 and script.startswith("/static/console.js?")
         assert _status(base + "/stats.json" + query) == 200
         assert _status(base + "/stats.json", {"Authorization": f"Bearer {token}"}) == 200
         assert _status(base + "/stats.json" + query[:-1]) == 401
@@ -478,15 +482,23 @@ def test_the_page_tells_a_stale_or_lost_feed_and_reconnects(monkeypatch):
         assert json.loads(_get(base + "/stats.json")[1])["last_frame_age_s"] > 2.0
         with urllib.request.urlopen(base + "/", timeout=3) as r:
             page = r.read().decode()
+        with urllib.request.urlopen(base + "/static/console.js", timeout=3) as r:
+            script = r.read().decode()
     finally:
         sink.close()
-    for state in ("'STALE'", "'DISCONNECTED'", "STALE_AFTER_S = 2.0", "reconnect()"):
-        assert state in page
-    assert "http:" not in page and "https:" not in page and "//" not in page.split("<script>")[0]
+    settings = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)'
+                                    r'</script>', page, re.S).group(1))
+    assert settings["stale_after_s"] == 2.0
+    for state in ("'STALE'", "'DISCONNECTED'", "STALE_AFTER_S", "reconnect()"):
+        assert state in script
+    for text in (page, script):
+        assert "http:" not in text and "https:" not in text
+    assert "//" not in page.split("<script")[0]
 
 
 _PAGE_SHIM = """
 const BASE = process.argv[2], el = {}, log = [];
+el.settings = {id: 'settings', textContent: process.argv[4]};  // the page's settings JSON
 const document = {getElementById: id => (el[id] ??= {id, src: ''})};
 const realFetch = fetch;
 globalThis.fetch = (url, options) => realFetch(BASE + url, options);
@@ -515,10 +527,13 @@ def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, m
     sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
     port = sink.port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
-        script = re.search(r"<script>(.*)</script>", r.read().decode(), re.S).group(1)
+        settings = re.search(r'<script id="settings" type="application/json">(.*?)</script>',
+                             r.read().decode(), re.S).group(1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/console.js", timeout=3) as r:
+        script = r.read().decode()
     (tmp_path / "page.js").write_text(_PAGE_SHIM + script)
     node = subprocess.Popen(["node", str(tmp_path / "page.js"), f"http://127.0.0.1:{port}",
-                             "9"], stdout=subprocess.PIPE, text=True)
+                             "9", settings], stdout=subprocess.PIPE, text=True)
     try:
         for i in range(10):          # a live run: 1 s of frames
             sink.write(frame(i))
