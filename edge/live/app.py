@@ -117,6 +117,8 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
             stack.enter_context(segmenter.refine_worker)
         # push, not enter_context: closed on the way out, but not started (nothing written)
         # until the overwrite check below has passed. Built before the source: fail fast.
+        if recorder is not None:  # before a sink makes its folder in there
+            recorder.refuse_outputs_inside(paths=[request.log, request.save_masks])
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         if recorder is not None:
             recorder.refuse_outputs_inside(sinks)

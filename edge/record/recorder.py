@@ -53,17 +53,21 @@ class RunRecorder:
         self._source = None
         self._lock = RunLock(layout.run_lock)
 
-    def refuse_outputs_inside(self, sinks: list[FrameSink]) -> None:
+    def refuse_outputs_inside(self, sinks: list[FrameSink] = (),
+                              paths: list[str | None] = ()) -> None:
         """ConfigError before anything is written when another output (`--output`, `--log`,
-        `--save-masks`) would write into the record: a record's files are its own, and
-        `--output REC/overlay.mp4` would write one file twice."""
-        root = self.layout.root.resolve()
+        `--save-masks`: built `sinks`, or `paths` not yet built) would write into the record:
+        a record's files are its own, and `--output REC/overlay.mp4` would write one file
+        twice."""
+        targets = [Path(p) for p in paths if p is not None]
         for sink in sinks:
-            for target in (sink.writes_to(None), sink.writes_to("frame")):
-                if target is not None and Path(target).resolve().is_relative_to(root):
-                    raise ConfigError(f"output {target} lies inside the run record "
-                                      f"{self.layout.root}, whose files are its own; choose a "
-                                      "path outside the record")
+            targets += [t for t in (sink.writes_to(None), sink.writes_to("frame")) if t]
+        root = self.layout.root.resolve()
+        for target in targets:
+            if target.resolve().is_relative_to(root):
+                raise ConfigError(f"output {target} lies inside the run record "
+                                  f"{self.layout.root}, whose files are its own; choose a "
+                                  "path outside the record")
 
     def begin(self, source, segmenter) -> None:
         """Write run.json and reserve summary.json; tell the findings where photos are.
