@@ -23,6 +23,7 @@ from pathlib import Path
 from edge import native_logs
 from edge.config import Config, describe_key, load_config
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
+from edge.untrusted import printable
 from edge.writable import check_option_writable
 
 _EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -241,7 +242,8 @@ def _honour_ctrl_c() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _honour_ctrl_c()
-    # A file name need not be UTF-8: print its odd bytes as \xNN rather than fail on them.
+    # A file name need not be UTF-8: a message holding one must still print (the messages
+    # that name files show such bytes as \xNN themselves, edge/untrusted.py `printable`).
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(devnull)
         return _EXIT_BROKEN_PIPE
     except RustsegError as exc:
-        print(f"rustseg: error: {exc}", file=sys.stderr)
+        print(f"rustseg: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rustseg: interrupted", file=sys.stderr)
@@ -408,7 +410,7 @@ def _write_report(args, config: Config) -> int:
     ended = "still running (pid {}): the report covers the frames so far, summary.json is " \
             "left to the run".format(result.running_pid) if result.running_pid is not None \
         else result.summary["ended"]
-    print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
+    print(f"report: {printable(result.html)}  ({result.findings} findings, {result.positions} with a "
           f"position; run ended: {ended})")
     return 0
 

@@ -35,8 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "console": {"errors", "config", "outputs", "pages", "untrusted",
                 "edge.method.paths"},  # the paths' meanings
     "record": {"errors", "config", "writable", "outputs", "method", "pages", "untrusted"},
-    "live": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
-             "outputs", "console", "record"},
+    "live": {"errors", "config", "writable", "native_logs", "untrusted", "data", "method",
+             "sources", "outputs", "console", "record"},
     "measure": {"errors", "config", "data", "method", "sources", "live"},
     "batch": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
               "live", "record", "pages", "untrusted"},

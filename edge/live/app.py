@@ -25,6 +25,7 @@ from edge.outputs.footage_guard import check_no_overwrite
 from edge.record.layout import RecordLayout
 from edge.record.recorder import RunRecorder
 from edge.sources import open_source
+from edge.untrusted import printable
 
 _EXIT_AT_ONCE = 130
 DEMO_RECORD = "demo_record"      # the demo's record folder, inside demo.out_dir
@@ -123,7 +124,7 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         if recorder is not None:
             recorder.refuse_outputs_inside(sinks)
             sinks += [stack.push(sink) for sink in recorder.sinks]
-        print(f"opening source {request.source}", file=sys.stderr, flush=True)
+        print(f"opening source {printable(request.source)}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
@@ -141,14 +142,14 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
                               config.overlay, request.print_frames)
         print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
               f"{config.model.threads} threads), refine {config.refine.mode}, source "
-              f"{request.source}", file=sys.stderr, flush=True)
+              f"{printable(request.source)}", file=sys.stderr, flush=True)
         with stop_on_signals(stop) as signals:
             report = Pipeline(source, segmenter, sinks, options, stop).run()
         if signals:
             report.interrupted_by = signals[0]
             report.stopped_by = signals[0]
         for warning in getattr(source, "warnings", [])[:5]:
-            print(f"rustseg: skipped {warning}", file=sys.stderr)
+            print(f"rustseg: skipped {printable(warning)}", file=sys.stderr)
     return report
 
 
