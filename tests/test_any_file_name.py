@@ -177,13 +177,12 @@ def test_an_exception_in_a_worker_is_that_inputs_failed(tmp_path, monkeypatch):
 
 
 def test_index_and_manifest_are_written_whatever_happens(tmp_path, monkeypatch):
-    """The engine itself fails after one input: that input stays done in the manifest and the
-    index, the other pending, and the error still reaches the caller."""
+    """The engine itself fails before any input ends (as Ray does when it cannot start): the
+    index and the manifest are still written, every input pending, and the error still
+    reaches the caller."""
     import edge.batch.runner as runner
-    from edge.batch.work import process_input
 
     def engine_that_breaks(jobs, workers, threads, on_done, address=None):
-        on_done(process_input(jobs[0]))
         raise RuntimeError("the engine broke")
 
     monkeypatch.setitem(runner.ENGINES, "local", engine_that_breaks)
@@ -193,11 +192,11 @@ def test_index_and_manifest_are_written_whatever_happens(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="the engine broke"):
         run_batch(_config(), BatchRequest(tuple(map(str, clips)), str(out), workers=1,
                                           show_progress=False))
-    manifest = json.loads((out / "manifest.json").read_text())["inputs"]
-    assert {Path(uri).name: e["status"] for uri, e in manifest.items()} == {"one.avi": "done"}
+    assert json.loads((out / "manifest.json").read_text())["inputs"] == {}  # nothing done
     with open(out / "index.csv", newline="") as file:
         statuses = {Path(r["input"]).name: r["status"] for r in csv.DictReader(file)}
-    assert statuses == {"one.avi": "done", "two.avi": "pending"}
+    assert statuses == {"one.avi": "pending", "two.avi": "pending"}
+    assert (out / "index.html").read_text().count("<tr class=\"pending\">") == 2
 
 
 def test_the_console_serves_a_finding_whose_name_is_not_utf8(monkeypatch):
