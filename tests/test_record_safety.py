@@ -330,7 +330,10 @@ def test_positions_off_the_earth_are_dropped_with_a_warning(tmp_path, caplog):
            "seconds60.jpg": ((45, 0, 60), "N", (2, 0, 0), "E"),
            "no_ref.jpg": ((45, 0, 0), None, (2, 0, 0), "E"),
            "bogus_ref.jpg": ((45, 0, 0), "N", (2, 0, 0), "X")}
-    for seed, (name, (lat, lat_ref, lon, lon_ref)) in enumerate({**good, **bad}.items(), 1):
+    # Scenes the model marks rust in (positions are read for findings): seeds 6 and 15 of
+    # make_scene at this size show too little for the `none` path.
+    seeds = (1, 2, 3, 4, 5, 7, 8, 9)
+    for seed, (name, (lat, lat_ref, lon, lon_ref)) in zip(seeds, {**good, **bad}.items()):
         _write_photo(photos / name, seed, lat, lat_ref, lon, lon_ref,
                      gimbal="NaN" if name == "good.jpg" else "inf")
     layout = RecordLayout(tmp_path / "rec")
@@ -413,7 +416,7 @@ def test_a_photo_named_dot_dot_jpg_writes_only_into_findings(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     cv2.imwrite(str(photos / "..jpg"), make_scene(96, 128, 5)[0])
-    cv2.imwrite(str(photos / "plain.jpg"), make_scene(96, 128, 6)[0])
+    cv2.imwrite(str(photos / "plain.jpg"), make_scene(96, 128, 7)[0])  # both rusty scenes
     layout = RecordLayout(tmp_path / "rec")
     record_run(str(photos), layout.root, _config())
     names = {f["name"] for f in layout.read_findings()}
