@@ -39,11 +39,11 @@ def test_every_template_and_static_file_is_package_data():
         assert any(fnmatch.fnmatch(inside, p) for p in patterns), (package, inside, patterns)
 
 
-def test_jinja2_and_jsonschema_are_in_the_extras_that_render_and_read_records():
+def test_jinja2_and_fastjsonschema_are_in_the_extras_that_render_and_read_records():
     extras = _setup_cfg()["options"]["extras_require"]
     for extra in ("edge", "report"):  # the console runs on the device; the report anywhere
         names = {re.split(r"[<>=;\[ ]", r, maxsplit=1)[0].lower() for r in extras[extra]}
-        assert {"jinja2", "jsonschema"} <= names, (extra, names)
+        assert {"jinja2", "fastjsonschema"} <= names, (extra, names)
 
 
 def test_the_console_page_escapes_its_text_and_loads_its_script_from_the_package():

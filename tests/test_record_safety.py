@@ -33,7 +33,7 @@ from edge.record.layout import ENDED_RUNNING, RecordLayout
 from edge.record.report import write_report
 
 pytest.importorskip("matplotlib", reason="the report needs the report extra (matplotlib)")
-jsonschema = pytest.importorskip("jsonschema", reason="records are checked with jsonschema")
+fastjsonschema = pytest.importorskip("fastjsonschema", reason="records are checked by schema")
 Image = pytest.importorskip("PIL.Image", reason="the EXIF tests write EXIF with Pillow")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,11 +293,11 @@ def _geotagged_record(tmp_path: Path, places: dict[str, tuple[float, float]]) ->
 # RFC 7946, written down for these files: a FeatureCollection of Point features whose position
 # is [longitude, latitude(, altitude)] in WGS 84 degrees, every number finite.
 _POSITION = {"type": "array", "minItems": 2, "maxItems": 3,
-             "prefixItems": [{"type": "number", "minimum": -180, "maximum": 180},
-                             {"type": "number", "minimum": -90, "maximum": 90},
-                             {"type": "number"}]}
+             "items": [{"type": "number", "minimum": -180, "maximum": 180},
+                       {"type": "number", "minimum": -90, "maximum": 90},
+                       {"type": "number"}]}
 RFC7946_POINTS = {
-    "type": "object", "required": ["type", "features"],
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["type", "features"],
     "properties": {"type": {"const": "FeatureCollection"},
                    "features": {"type": "array", "items": {
                        "type": "object", "required": ["type", "geometry", "properties"],
@@ -315,7 +315,7 @@ def _strict_geojson(path: Path) -> dict:
     def no_constants(name):
         raise ValueError(f"{name} is not JSON")
     value = json.loads(path.read_text(encoding="utf-8"), parse_constant=no_constants)
-    jsonschema.validate(value, RFC7946_POINTS)
+    fastjsonschema.compile(RFC7946_POINTS)(value)
     return value
 
 

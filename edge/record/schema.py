@@ -1,10 +1,12 @@
 """What each file of a record (and a batch manifest) must hold, checked where it is read.
 
 A record is data from disk: a hand edit, another tool or a hostile copy can put anything in it.
-Every reader validates what it reads against the schema of that file (JSON Schema, checked
-with `jsonschema`), so a malformed file is one `DataError` naming the file, the line and the
-field, never a KeyError deep inside the report. The schemas require what the readers use and
-allow what they do not read (newer writers may add fields).
+Every reader validates what it reads against the schema of that file (JSON Schema draft 7,
+compiled to Python by `fastjsonschema`: reading frames.jsonl with the check takes 1.8x json
+alone, with `jsonschema` 13x, which a 100 000-frame record would feel; benchmarks/
+record_schema.py), so a malformed file is one `DataError`
+naming the file, the line and the field, never a KeyError deep inside the report. The schemas
+require what the readers use and allow what they do not read (newer writers may add fields).
 """
 
 from __future__ import annotations
@@ -82,38 +84,41 @@ FINDING = {
 }
 
 
-_validators: dict[int, object] = {}   # id(schema) -> its compiled validator; schemas are constants
+_validators: dict[int, object] = {}   # id(schema) -> its compiled check; schemas are constants
 
 
-def _jsonschema():
+def _fastjsonschema():
     try:
-        import jsonschema
+        import fastjsonschema
     except ImportError:
-        raise MissingDependencyError("reading a record needs jsonschema: pip install "
+        raise MissingDependencyError("reading a record needs fastjsonschema: pip install "
                                      "'rustseg-edge[edge]' or '[report]' (or pip install "
-                                     "jsonschema)") from None
-    return jsonschema
+                                     "fastjsonschema)") from None
+    return fastjsonschema
 
 
 def _validator(schema: dict):
     if id(schema) not in _validators:
-        _validators[id(schema)] = _jsonschema().Draft202012Validator(schema)
+        _validators[id(schema)] = _fastjsonschema().compile(schema)
     return _validators[id(schema)]
 
 
 def check(value: object, schema: dict, path: Path, line: int | None = None) -> None:
     """DataError naming the file (and line), the field and what was expected, unless `value`
     follows `schema`."""
-    validator = _validator(schema)
-    if validator.is_valid(value):
-        return
-    error = _jsonschema().exceptions.best_match(validator.iter_errors(value))
-    field = "/".join(str(p) for p in error.absolute_path) or "the top level"
-    where = f"{path}" + (f" line {line}" if line is not None else "")
-    raise DataError(f"{where}: malformed at {field}: {_short(error.message)}")
+    validate = _validator(schema)
+    try:
+        validate(value)
+    except _fastjsonschema().JsonSchemaValueException as error:
+        field = "/".join(str(p) for p in error.path[1:]) or "the top level"
+        # fastjsonschema says "data.model must be object": keep what follows the name
+        message = error.message[len(error.name):].strip() \
+            if error.message.startswith(error.name) else error.message
+        where = f"{path}" + (f" line {line}" if line is not None else "")
+        raise DataError(f"{where}: malformed at {field}: {_short(message)}") from None
 
 
 def _short(message: str, limit: int = 160) -> str:
-    """jsonschema quotes the whole offending value; a hostile one could be megabytes long."""
+    """A message may quote the offending value; a hostile one could be megabytes long."""
     message = " ".join(message.split())
     return message if len(message) <= limit else message[:limit] + "..."
