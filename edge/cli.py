@@ -432,8 +432,8 @@ def _write_report(args, config: Config) -> int:
     ended = "still running (pid {}): the report covers the frames so far, summary.json is " \
             "left to the run".format(result.running_pid) if result.running_pid is not None \
         else result.summary["ended"]
-    print(f"report: {printable(result.html)}  ({result.findings} findings, {result.positions} with a "
-          f"position; run ended: {ended})")
+    print(f"report: {printable(result.html)}  ({result.findings} findings, "
+          f"{result.positions} with a position; run ended: {ended})")
     return 0
 
 

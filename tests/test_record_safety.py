@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 import signal
 import subprocess
 import sys
@@ -297,7 +295,8 @@ _POSITION = {"type": "array", "minItems": 2, "maxItems": 3,
                        {"type": "number", "minimum": -90, "maximum": 90},
                        {"type": "number"}]}
 RFC7946_POINTS = {
-    "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["type", "features"],
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object", "required": ["type", "features"],
     "properties": {"type": {"const": "FeatureCollection"},
                    "features": {"type": "array", "items": {
                        "type": "object", "required": ["type", "geometry", "properties"],

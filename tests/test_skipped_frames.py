@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge.batch import BatchRequest, run_batch
 from edge.cli import main
 from edge.config import load_config
 from edge.data.synthetic import make_scene, write_clip_video

@@ -25,7 +25,7 @@ from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
 from edge.batch.manifest import Manifest, fingerprint
 from edge.batch.progress import FrameWatcher
-from edge.batch.work import DONE, FAILED, LOST, PARTIAL, PENDING, SKIPPED, Job, log_file
+from edge.batch.work import DONE, PARTIAL, PENDING, SKIPPED, Job, log_file
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
 from edge.method.modelcard import file_sha256

@@ -133,7 +133,8 @@ def _located(findings: list[dict]) -> tuple[list[dict], list[str]]:
             continue
         position, problem = geojson_position(f["position"])
         if problem:
-            line = f"finding {f['index']} ({printable(_file_name(f))}): position left out: {problem}"
+            line = (f"finding {f['index']} ({printable(_file_name(f))}): position left out: "
+                    f"{problem}")
             _log.warning(line)
             dropped.append(line)
         else:
