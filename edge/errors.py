@@ -37,3 +37,13 @@ class SinkError(RustsegError):
 
 class MissingDependencyError(RustsegError):
     """An optional dependency (TensorFlow, picamera2, ...) is needed but not installed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: our own errors are already one readable line; anything else is
+    its type and the first line of its message (a summary, a batch index, a log line)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(exc, RustsegError) and first:
+        return first
+    return f"{type(exc).__name__}: {first}".rstrip(": ")

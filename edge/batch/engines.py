@@ -26,7 +26,7 @@ from typing import Callable
 
 from edge import native_logs
 from edge.batch.work import DONE, FAILED, INTERRUPTED, LOST, PENDING, Job, process_input
-from edge.errors import MissingDependencyError, RustsegError
+from edge.errors import MissingDependencyError, RustsegError, one_line
 from edge.writable import write_atomic
 
 OnDone = Callable[[dict], None]
@@ -135,9 +135,7 @@ def _failed(job: Job, exc: Exception) -> dict:
     """The outcome of a job whose worker raised instead of returning one: failed, one line."""
     from edge.untrusted import printable
 
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return {**_lost(job, printable(f"{type(exc).__name__}: {first}".rstrip(": "))),
-            "status": FAILED}
+    return {**_lost(job, printable(one_line(exc))), "status": FAILED}
 
 
 def _lost(job: Job, why: str) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.config import Config
-from edge.errors import DataError, RustsegError
+from edge.errors import DataError, RustsegError, one_line
 from edge.record.layout import NORMAL_ENDS, RecordLayout, flight_stats
 from edge.untrusted import printable
 
@@ -52,15 +52,13 @@ def process_input(job: Job, stop: threading.Event | None = None) -> dict:
             outcome["status"] = PARTIAL
             outcome["error"] = _skipped_line(counts)
     except RustsegError as exc:
-        outcome.update(status=FAILED, error=printable(exc))
+        outcome.update(status=FAILED, error=printable(one_line(exc)))
     except OSError as exc:  # disk full, permission denied: this input failed, say where
         outcome.update(status=FAILED, error=printable(f"{exc.strerror or exc} "
                                                       f"({exc.filename or '-'})"))
     except Exception as exc:  # a bug must cost this input only, never the whole batch
         _keep_traceback(Path(job.record_dir))
-        first = (str(exc).strip().splitlines() or [""])[0]
-        outcome.update(status=FAILED, error=printable(f"internal error: {type(exc).__name__}: "
-                                                      f"{first}".rstrip(": ")))
+        outcome.update(status=FAILED, error=printable(f"internal error: {one_line(exc)}"))
     outcome.update(frame_figures(Path(job.record_dir)))
     if outcome["status"] == DONE and outcome["frames"] == 0:
         outcome.update(status=FAILED,

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from edge.config import Config
-from edge.errors import ConfigError, RustsegError
+from edge.errors import ConfigError, one_line
 from edge.method.modelcard import file_sha256
 from edge.record.findings import FindingRule, FindingSink
 from edge.record.run_lock import RunLock
@@ -121,7 +121,7 @@ class RunRecorder:
                    "complete": ended in NORMAL_ENDS and kept_all and counts["skipped"] == 0,
                    "every_output_kept_every_frame": kept_all, "frames": counts,
                    "stopped_by": report.stopped_by if report else None,
-                   "error": _one_line(failure) if failure else None,
+                   "error": one_line(failure) if failure else None,
                    "started_at": self.started_at, "ended_at": ended_at,
                    "flight": flight_stats(frames), "findings": self.findings.count,
                    "run": report.summary() if report else None, "written_by": "rustseg run"}
@@ -184,14 +184,6 @@ def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
     if report.stopped_by.startswith("--frames"):
         return ENDED_FRAME_LIMIT
     return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The error as the CLI would show it: our own errors are already one readable line."""
-    lines = str(exc).strip().splitlines()
-    first = lines[0] if lines else ""
-    return first if isinstance(exc, RustsegError) and first else \
-        f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _model_facts(model) -> dict:
