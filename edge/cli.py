@@ -41,6 +41,7 @@ _EXIT_CODES_HELP = """exit codes:
   6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
   7    batch: every input ran, but frames of some were skipped (status partial)
   70   internal error
+  75   the --out or --record folder is in use by another live rustseg; try again later
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
   141  stdout closed by its reader (e.g. | head)"""
 

@@ -6,10 +6,10 @@
     DIR/findings/findings.jsonl   one JSON line per finding (frame, time, score, area, position)
     DIR/run.json               effective config, model + card sha256, source, versions, times
     DIR/summary.json           how the run ended; written "running" at start, final at the end
+    DIR/run.lock               only while the recording process lives (edge/record/lock.py)
     DIR/report.html            `rustseg report DIR`, with its plots in DIR/report_files/
     DIR/findings.csv           `rustseg report DIR`
     DIR/findings.geojson       `rustseg report DIR`, when findings carry positions
-    DIR/run.lock               held (flock) by the recording process while the run goes on
 
 `summary.json` is reserved at start (status "running", padded) and rewritten in place at the
 end, so a run that filled the disk can still say how it ended. A summary still saying
@@ -94,6 +94,12 @@ class RecordLayout:
         return self.root / "summary.json"
 
     @property
+    def run_lock(self) -> Path:
+        """Held by the recording process while it runs: `lock.lock_holder(run_lock)` tells a
+        run still going from one whose process died (summary.json says "running" for both)."""
+        return self.root / "run.lock"
+
+    @property
     def report_html(self) -> Path:
         return self.root / "report.html"
 
@@ -109,11 +115,6 @@ class RecordLayout:
     @property
     def findings_geojson(self) -> Path:
         return self.root / "findings.geojson"
-
-    @property
-    def run_lock(self) -> Path:
-        """Held by the process recording into this folder (edge/record/run_lock.py)."""
-        return self.root / "run.lock"
 
     def relative(self, path: Path) -> str:
         """`path` as the record refers to it (relative to the root, forward slashes)."""

@@ -4,10 +4,8 @@ The record is three sinks on the loop (overlay video, frames.jsonl, findings) pl
 the recorder writes itself: run.json when the run starts, and summary.json, reserved at start
 as "running" and rewritten in place at the end however the run ended (end of source, Ctrl-C,
 SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from being said.
-From `begin` to `finish` the recorder holds the record's run lock (edge/record/run_lock.py),
-so a report on the folder knows the run is still going. The summary counts the frames the
-source announced, those read and those skipped (with why): a run that skipped frames is not
-`complete`, however it ended.
+The summary counts the frames the source announced, those read and those skipped (with why):
+a run that skipped frames is not `complete`, however it ended.
 """
 
 from __future__ import annotations
@@ -25,10 +23,10 @@ from edge.config import Config
 from edge.errors import ConfigError, one_line
 from edge.method.modelcard import file_sha256
 from edge.record.findings import FindingRule, FindingSink
-from edge.record.run_lock import RunLock
 from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
                          ENDED_RUNNING, ENDED_SIGINT, ENDED_SOURCE, NORMAL_ENDS, RECORD_FORMAT,
                          RecordLayout, flight_stats)
+from edge.record.lock import FolderLock
 from edge.outputs import FrameSink, JsonlLogSink, VideoFileSink
 from edge.writable import disk_full, make_folder, write_atomic
 
@@ -38,7 +36,7 @@ _MAX_SKIP_REASONS = 20                # reasons kept in summary.json (the count 
 
 class RunRecorder:
     """Build before the source opens (fails fast), `begin` once the source is open and the
-    overwrite check has passed, `finish` in a finally."""
+    overwrite check has passed, `finish` in a finally, then `release`."""
 
     def __init__(self, layout: RecordLayout, config: Config, source_uri: str,
                  replace: bool = False) -> None:
@@ -50,8 +48,12 @@ class RunRecorder:
                                        JsonlLogSink(layout.frames_log), self.findings]
         self.started_at: float | None = None
         self._run: dict = {}
-        self._source = None
-        self._lock = RunLock(layout.run_lock)
+        self._source = None       # set by `begin`: its frame counts go into the summary
+        # Held until summary.json says how the run ended (the caller's `release`), so a reader
+        # can tell this run from one whose process died. Taken last: nothing above can fail
+        # with it held.
+        self.lock = FolderLock(layout.run_lock, f"--record {layout.root}",
+                               "rustseg run --record").acquire()
 
     def refuse_outputs_inside(self, sinks: list[FrameSink] = (),
                               paths: list[str | None] = ()) -> None:
@@ -72,14 +74,9 @@ class RunRecorder:
     def begin(self, source, segmenter) -> None:
         """Write run.json and reserve summary.json; tell the findings where photos are.
         Called after the overwrite check, so an old record is only cleared then."""
-        self._lock.acquire()  # before clearing: an old record may be another live run's
         self._source = source
-        try:
-            if self.layout.is_record():
-                _clear_old_record(self.layout)
-        except BaseException:
-            self._lock.release()  # `finish` is only called once the run has begun
-            raise
+        if self.layout.is_record():
+            _clear_old_record(self.layout)
         files = dict((name, path) for path, name in source.input_files() if name is not None)
         if files:  # a photo folder: each photo its own view, and perhaps geotagged
             from edge.record.positions import read_position
@@ -103,15 +100,12 @@ class RunRecorder:
             file.flush()
             os.fsync(file.fileno())
 
-    def finish(self, report, failure: BaseException | None) -> dict:
-        """Write the final summary.json (in place) and run.json's end time; return the summary.
-        The run lock is let go last, once the summary says how the run ended."""
-        try:
-            return self._finish(report, failure)
-        finally:
-            self._lock.release()
+    def release(self) -> None:
+        """Let go of the record's lock: the run is over, whatever summary.json says."""
+        self.lock.release()
 
-    def _finish(self, report, failure: BaseException | None) -> dict:
+    def finish(self, report, failure: BaseException | None) -> dict:
+        """Write the final summary.json (in place) and run.json's end time; return the summary."""
         ended_at = time.time()
         frames = self.layout.read_frames() if self.layout.frames_log.is_file() else []
         ended = _how_it_ended(report, failure, self.layout.root)
@@ -141,7 +135,9 @@ def _check_folder(layout: RecordLayout, replace: bool) -> None:
         make_folder(root)
     except OSError as exc:
         raise ConfigError(f"--record {root}: cannot create the folder ({exc.strerror})") from None
-    if any(root.iterdir()) and not (replace and layout.is_record()):
+    # run.lock alone is what a run killed before its first write leaves: the folder is empty.
+    others = [p for p in root.iterdir() if p != layout.run_lock]
+    if others and not (replace and layout.is_record()):
         raise ConfigError(f"--record {root}: the folder is not empty; a record gets a new or "
                           "empty folder (nothing already there is written over)")
 

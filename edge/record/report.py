@@ -34,7 +34,7 @@ from edge.errors import DataError, MissingDependencyError
 from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
 from edge.pages import render
-from edge.record import run_lock
+from edge.record.lock import lock_holder
 from edge.record.layout import ENDED_RUNNING, RECORD_FORMAT, RecordLayout, flight_stats
 from edge.record.positions import geojson_position
 from edge.untrusted import csv_cell, plot_label, printable
@@ -83,7 +83,8 @@ def write_report(record_dir: str | Path, top: int = 12) -> ReportResult:
                         "one with rustseg run --record DIR")
     plt = _pyplot()
     try:
-        return _write_report(layout, plt, top, run_lock.holder(layout.run_lock))
+        holder = lock_holder(layout.run_lock)  # a run still recording into the record
+        return _write_report(layout, plt, top, None if holder is None else holder.get("pid") or 0)
     except OSError as exc:  # a full disk, a read-only record: name the record, not a plot file
         raise OSError(exc.errno, exc.strerror or str(exc), str(layout.root)) from None
 
