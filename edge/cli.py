@@ -164,7 +164,7 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            help="0, /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., a video "
                            "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
             p.add_argument("--output", action="append", default=[], metavar="URI",
-                           help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+                           help=f"{_output_examples()} (repeatable)")
             p.add_argument("--record", metavar="DIR", help="write the run record into this new "
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
@@ -206,6 +206,12 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
     return parser
+
+
+def _output_examples() -> str:
+    from edge.outputs.registry import OUTPUT_EXAMPLES  # a leaf: no OpenCV or PyAV loaded
+
+    return OUTPUT_EXAMPLES
 
 
 def _batch_engines():

@@ -156,7 +156,7 @@ def _build_sinks(config: Config, request: RunRequest):
     loop = config.loop
     for uri in request.outputs:
         yield open_output(uri, loop.target_fps, config.http, request.headless, config.overlay,
-                          http_sink=HttpFeedSink.from_uri)
+                          http_sink=HttpFeedSink.from_uri, stream_settings=config.stream)
     if request.log:
         yield JsonlLogSink(Path(request.log))
     if request.save_masks:
