@@ -1,6 +1,6 @@
 """The kinds of output, named once: the CLI's `--output` help and `open_output`'s messages read
 this table, and `open_output` builds a sink for each scheme in it. A leaf: it imports nothing,
-so `--help` can show it without loading OpenCV or PyAV."""
+so `--help` can show it without loading PyAV."""
 
 # (scheme, example URI, what it gives); scheme "" is a file or folder path
 OUTPUT_KINDS = (
