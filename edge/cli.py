@@ -169,6 +169,9 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
             option(p, "--loop", "loop.loop_video", metavar="true|false")
+            p.add_argument("--telemetry", metavar="URI", help="live MAVLink positions: "
+                           "udpin:0.0.0.0:14550, tcp:HOST:PORT or a serial device "
+                           "(/dev/ttyUSB0); a video's DJI .SRT sidecar is read without it")
         else:
             option(p, "--source", "demo.source", metavar="URI")
             option(p, "--out-dir", "demo.out_dir", metavar="DIR")
@@ -372,7 +375,7 @@ def _run(args, config: Config) -> int:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, not args.quiet, args.record)
+                         args.headless, not args.quiet, args.record, telemetry=args.telemetry)
     return _report(run_loop(config, request))
 
 
