@@ -31,6 +31,8 @@ _KEY_VALUE = re.compile(rf"(\w+)\s*:\s*({_NUMBER})")          # [latitude: 52.1]
 _GPS_TUPLE = re.compile(rf"GPS\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*(?:,\s*({_NUMBER})\s*)?\)")
 _HEIGHT = re.compile(rf"(?:BAROMETER\s*:\s*|\bH\s+)({_NUMBER})")   # Phantom / Mavic 2 height
 _LONGITUDE_KEYS = ("longitude", "longtitude")                  # some firmware spells it so
+_TIMING_LINE = re.compile(r"\d+:\d+[:,.]\S*\s*-->")
+_LATITUDE = re.compile(r"latitude\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class SrtTrack:
             where = text[:exc.expected_start].count("\n") + 1
             raise DataError(f"telemetry {path}: not a valid SRT file (line {where}); fix or "
                             "remove it, or the video's findings get no position") from None
+        for number, subtitle in enumerate(subtitles, start=1):
+            _check_one_cue(path, number, subtitle.content)
         cues = sorted((Cue(s.start.total_seconds(), s.end.total_seconds(),
                            parse_cue_text(s.content)) for s in subtitles),
                       key=lambda cue: cue.start_s)
@@ -138,6 +142,17 @@ class SrtTrack:
         if not (cue.fix and after.fix):
             return None, f"between SRT cues {i + 1} and {i + 2}, one without a GPS fix"
         return _blend(cue.fix, after.fix, (t_s - cue.end_s) / gap if gap > 0 else 0.0), None
+
+
+def _check_one_cue(path: Path, number: int, content: str) -> None:
+    """DataError when a cue's text holds what belongs to another cue. The srt library folds
+    a cue whose timing line is broken into the cue before it, so that cue would otherwise
+    read the next cue's fix as its own: a wrong position."""
+    if _TIMING_LINE.search(content) or len(_LATITUDE.findall(content)) > 1 or \
+            len(_GPS_TUPLE.findall(content)) > 1:
+        raise DataError(f"telemetry {path}: SRT cue {number} runs into the next one (a broken "
+                        "timing line?); fix or remove the file, or the video's findings get "
+                        "no position")
 
 
 def _blend(a: dict, b: dict, w: float) -> dict:
