@@ -198,7 +198,17 @@ def test_video_longer_than_its_srt_gets_positions_only_where_cues_are(tmp_path):
         lon, lat, alt = point["geometry"]["coordinates"]
         assert lat == pytest.approx(frame_lat(point["properties"]["frame"]), abs=1e-9)
         assert lon == pytest.approx(_LON0, abs=1e-9) and alt == 82.25
-    assert len(collection.features) >= len(points)
+    # the SRT's camera looks straight down from 30.5 m: each point gets its ground footprint
+    polygons = [f for f in json.loads(text)["features"] if f["geometry"]["type"] == "Polygon"]
+    assert len(collection.features) == 2 * len(points) and len(polygons) == len(points)
+    for polygon, point in zip(polygons, points):
+        ring = polygon["geometry"]["coordinates"][0]
+        assert ring[0] == ring[-1] and len(ring) == 5
+        lon, lat = point["geometry"]["coordinates"][:2]
+        assert min(c[0] for c in ring) < lon < max(c[0] for c in ring)
+        assert min(c[1] for c in ring) < lat < max(c[1] for c in ring)
+        assert "flat level ground" in polygon["properties"]["assumptions"]
+        assert point["properties"]["footprint"] == "estimated"
 
 
 def test_a_broken_sidecar_stops_the_run_before_the_first_frame(tmp_path):
