@@ -163,7 +163,10 @@ class H264StreamSink(FrameSink):
         url = f"{address.scheme}://{_netloc(address)}"
         if address.scheme == "udp":
             url += f"?pkt_size={_TS_PACKET_BYTES}"
-        options = {"payload_type": str(RTP_PAYLOAD_TYPE)} if address.scheme == "rtp" else {}
+        # flush_packets: each packet leaves at once, not when the next frame fills the buffer
+        options = {"flush_packets": "1"}
+        if address.scheme == "rtp":
+            options["payload_type"] = str(RTP_PAYLOAD_TYPE)
         self.container = self._av.open(url, "w", format=_MUXERS[address.scheme],
                                        options=options)
         rate = fractions.Fraction(self.fps).limit_denominator(1001)
