@@ -393,3 +393,30 @@ def _logged(log: Path, test) -> int:
         return 0
     lines = [line for line in log.read_text().splitlines() if line.endswith("}")]
     return sum(1 for line in lines if test(json.loads(line)))
+
+
+def test_the_live_page_shows_the_position_and_its_age():
+    """The console reads the frame record: its stats carry the position, its page has the
+    cells, and its script fills them from `position` (age) or says it is missing."""
+    import numpy as np
+
+    from edge.console.page import render_page
+    from edge.console.server import HttpFeedSink
+    from edge.outputs import OutputFrame
+    sink = HttpFeedSink("127.0.0.1", 0, "", 75, 2)
+    try:
+        position = {"lat": _LAT0, "lon": _LON0, "alt": 82.25, "rel_alt": 30.5, "gimbal": None,
+                    "attitude": None, "source": "mavlink", "age_s": 0.21}
+        image = np.zeros((120, 160, 3), np.uint8)
+        sink.write(OutputFrame(0, "0", image, np.zeros((120, 160), bool),
+                               {"index": 0, "position": position}))
+        assert sink.stats()["frame"]["position"]["age_s"] == 0.21
+        sink.write(OutputFrame(1, "1", image, np.zeros((120, 160), bool),
+                               {"index": 1, "position": None,
+                                "position_missing": "MAVLink position stale"}))
+        assert sink.stats()["frame"]["position_missing"] == "MAVLink position stale"
+    finally:
+        sink.close()
+    page = render_page("", "", 2.0, load_config().overlay)
+    assert 'id="position"' in page and 'id="position_age"' in page
+    assert "p.age_s" in page and "position_missing" in page

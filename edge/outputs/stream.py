@@ -139,7 +139,7 @@ class H264StreamSink(FrameSink):
             video_frame.time_base = self.stream.codec_context.time_base
             for packet in self.stream.encode(video_frame):  # rescaled to the stream's size
                 self.container.mux(packet)
-        except (self._av.FFmpegError, ValueError, OSError) as exc:
+        except (self._av.FFmpegError, ValueError, TypeError, OSError) as exc:
             raise SinkError(f"output {self.name}: H.264 encoder failed at frame {frame.index} "
                             f"({_one_line(exc)})") from None
         self.sent += 1
