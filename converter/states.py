@@ -37,28 +37,11 @@ import tensorflow as tf
 
 from converter.model import LOGIT_LAYER
 from converter.student import FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, feature_model, head_logits
+from edge.data.imageio import read_state_mask
 from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
 STATE_LAYER = "state"
 _STATE_WIDTH = 48  # channels of the state head (the seg head has 64; states are a finer cut)
-
-# vt_corrosion palette as OpenCV reads it (BGR): Fair (0,0,128), Poor (0,128,0),
-# Severe (0,128,128). A channel above half its palette level counts as set.
-_CHANNEL_ON = 64
-
-
-def state_mask_from_bgr(mask_bgr: np.ndarray) -> np.ndarray:
-    """A vt_corrosion palette mask (uint8 BGR [H, W, 3]) -> uint8 [H, W]: 0 background,
-    1 Fair, 2 Poor, 3 Severe. Any other non-black colour counts as Fair (corrosion of an
-    unknown state is at least Fair)."""
-    green = mask_bgr[..., 1] >= _CHANNEL_ON
-    red = mask_bgr[..., 2] >= _CHANNEL_ON
-    states = np.zeros(mask_bgr.shape[:2], np.uint8)
-    states[mask_bgr.max(axis=2) > 0] = 1
-    states[green & ~red] = 2
-    states[green & red] = 3
-    return states
-
 
 @dataclass(frozen=True)
 class StateTraining:
@@ -194,14 +177,6 @@ def tile_mil_loss(settings: StateTraining):
 
 
 # --- data ------------------------------------------------------------------------------
-
-
-def read_state_mask(path: str | Path) -> np.ndarray:
-    data = np.fromfile(str(path), np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if mask is None:
-        raise ValueError(f"mask {path} is missing or not a readable image")
-    return state_mask_from_bgr(mask)
 
 
 def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndarray]:

@@ -51,14 +51,14 @@ def test_area_by_state_and_the_worst_state():
 
 
 def test_vt_palette_masks_read_as_states():
-    pytest.importorskip("tensorflow")
-    from converter.states import state_mask_from_bgr
+    from edge.data.imageio import state_mask_from_bgr
 
-    mask = np.zeros((1, 4, 3), np.uint8)
+    mask = np.zeros((1, 5, 3), np.uint8)
     mask[0, 1] = (0, 0, 128)      # BGR Fair
     mask[0, 2] = (0, 128, 0)      # Poor
     mask[0, 3] = (0, 128, 128)    # Severe
-    assert state_mask_from_bgr(mask).tolist() == [[0, 1, 2, 3]]
+    mask[0, 4] = (255, 255, 255)  # a binary mask's white: corrosion of unknown state
+    assert state_mask_from_bgr(mask).tolist() == [[0, 1, 2, 3, 1]]
 
 
 @needs_tf

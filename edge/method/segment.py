@@ -20,6 +20,7 @@ from edge.method.refine.base import Refiner
 from edge.method.refine.factory import gil_holding_paths, make_refiner
 from edge.method.refine.worker import RefineWorker
 from edge.method.states import StateThresholds, area_by_state, states_in_mask
+from edge.method.tiles import tiled_prediction
 
 _NOT_IN_BUDGET = ("refine", "capture")   # stages left out of `auto`'s per-frame budget
 
@@ -53,8 +54,9 @@ class Segmenter:
     """
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
-                 gate: MaskGate | None = None, refine_worker=None) -> None:
+                 gate: MaskGate | None = None, refine_worker=None, tile_grid: int = 0) -> None:
         self.model, self.refiner = model, refiner
+        self.tile_grid = tile_grid    # stills only: crops per side for tiled inference, 0 = off
         self.gate = gate if gate is not None else MaskGate(model.threshold)
         card = getattr(model, "card", None)
         self.state_thresholds = (StateThresholds.from_card(card.states)
@@ -63,7 +65,12 @@ class Segmenter:
         # Whoever runs frames starts and closes it (edge/live/stages.py does, around the run).
         self.refine_worker = refine_worker
 
-    def infer(self, frame_bgr: np.ndarray, times: StageTimes):
+    def infer(self, frame_bgr: np.ndarray, times: StageTimes, still: bool = False):
+        """The model's prediction; a still (a photo, not a video frame) gets tiled inference
+        when `tile_grid` is set: the full frame plus GRID x GRID crops (edge/method/tiles)."""
+        if still and self.tile_grid:
+            with times.stage("invoke"):
+                return tiled_prediction(self.model, frame_bgr, self.tile_grid)
         with times.stage("preprocess"):
             image_rgb = self.model.preprocess(frame_bgr)
         with times.stage("invoke"):
@@ -96,9 +103,10 @@ class Segmenter:
         others_ms = sum(ms for name, ms in times.ms.items() if name not in _NOT_IN_BUDGET)
         self.refiner.observe_frame_time(others_ms / 1000.0)
 
-    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
+    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None,
+                still: bool = False) -> FrameResult:
         times = times if times is not None else StageTimes()
-        return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
+        return self.refine(frame_bgr, self.infer(frame_bgr, times, still), times)
 
 
 def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
@@ -114,4 +122,5 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
         worker = RefineWorker(config.refine, in_worker)
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
                                          config.loop.target_fps, worker),
-                     MaskGate.from_config(model.threshold, config.gate), worker)
+                     MaskGate.from_config(model.threshold, config.gate), worker,
+                     config.stills.tile_grid)
