@@ -265,3 +265,35 @@ def test_rustseg_run_streams_rtp_and_counts_every_frame(tmp_path):
     assert f"output rtp://127.0.0.1:{port}: written 40" in result.stdout
     assert receiver.error is None and len(receiver.decoded) >= 5
     assert receiver.decoded[0].shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize("scheme", ["rtp", "udp"])
+def test_each_frame_leaves_at_once(tmp_path, scheme):
+    """Nothing of a frame waits in the muxer for the next one (flush_packets): by the time the
+    sink is closed after a pause, every byte it will ever send has been sent."""
+    port = free_udp_port()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", port))
+    listener.settimeout(0.2)
+    sink = open_output(f"{scheme}://127.0.0.1:{port}", _FPS,
+                       stream_settings=stream_settings(tmp_path))
+    sink.start()
+    frames = counted_frames(10)
+    mask = np.zeros(frames[0].shape[:2], bool)
+
+    def drain() -> int:
+        received = 0
+        try:
+            while True:
+                received += len(listener.recv(65536))
+        except socket.timeout:
+            return received
+    try:
+        for i, image in enumerate(frames):
+            sink.write(OutputFrame(i, str(i), image, mask))
+        before_close = drain()
+        sink.close()
+        after_close = drain()
+    finally:
+        listener.close()
+    assert before_close > 0 and after_close == 0

@@ -420,3 +420,40 @@ def test_the_live_page_shows_the_position_and_its_age():
     page = render_page("", "", 2.0, load_config().overlay)
     assert 'id="position"' in page and 'id="position_age"' in page
     assert "p.age_s" in page and "position_missing" in page
+
+
+def test_mavlink_over_a_serial_device():
+    """A telemetry radio or the autopilot's UART: here a pseudo-terminal pair, the autopilot
+    writing MAVLink bytes into one end and rustseg reading the other as a serial port."""
+    import os
+    pytest.importorskip("serial", reason="serial MAVLink needs pyserial (the mavlink extra)")
+    from edge.sources.telemetry.mavlink import MavlinkTelemetry
+
+    class Wire:
+        def __init__(self, fd):
+            self.fd = fd
+
+        def write(self, data):
+            os.write(self.fd, data)
+
+    autopilot_end, companion_end = os.openpty()
+    sender = mavutil.mavlink.MAVLink(Wire(autopilot_end), srcSystem=1, srcComponent=1)
+    with MavlinkTelemetry(os.ttyname(companion_end), max_age_s=1.0, baud=57600) as telemetry:
+        deadline = time.time() + 10
+        fix = None
+        while fix is None and time.time() < deadline:
+            sender.global_position_int_send(0, round(_LAT0 * 1e7), round(_LON0 * 1e7), 82250,
+                                            30500, 0, 0, 0, 0)
+            time.sleep(0.1)
+            fix, _ = telemetry.position_at(time.time())
+    os.close(autopilot_end)
+    os.close(companion_end)
+    assert fix is not None and fix["lat"] == pytest.approx(_LAT0, abs=1e-7)
+
+
+def test_a_missing_serial_device_is_a_one_line_error():
+    from edge.errors import SourceError
+    from edge.sources.telemetry.mavlink import MavlinkTelemetry
+    with pytest.raises(SourceError) as failure:
+        MavlinkTelemetry("/dev/ttyNO_SUCH_PORT0", max_age_s=1.0)
+    assert "/dev/ttyNO_SUCH_PORT0" in str(failure.value) and "\n" not in str(failure.value)
