@@ -457,3 +457,33 @@ def test_a_missing_serial_device_is_a_one_line_error():
     with pytest.raises(SourceError) as failure:
         MavlinkTelemetry("/dev/ttyNO_SUCH_PORT0", max_age_s=1.0)
     assert "/dev/ttyNO_SUCH_PORT0" in str(failure.value) and "\n" not in str(failure.value)
+
+
+def test_findings_geojson_opens_with_gdal_as_qgis_does(tmp_path):
+    """QGIS reads GeoJSON through GDAL/OGR: ogrinfo must open the file, see every feature,
+    and read the first point where the SRT put the drone."""
+    import shutil
+    ogrinfo = shutil.which("ogrinfo")
+    if ogrinfo is None:
+        pytest.skip("GDAL's ogrinfo is not installed (apt install gdal-bin)")
+    pytest.importorskip("matplotlib", reason="the report needs the report extra")
+    clip = write_clip(tmp_path / "DJI_0005.avi", 12)
+    write_srt(tmp_path / "DJI_0005.SRT", per_frame_cues(12))
+    layout = RecordLayout(tmp_path / "rec")
+    record_run(str(clip), layout.root, _config())
+    from edge.record.report import write_report
+    write_report(layout.root)
+    features = json.loads(layout.findings_geojson.read_text())["features"]
+    result = subprocess.run([ogrinfo, "-ro", "-al", str(layout.findings_geojson)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"Feature Count: {len(features)}" in result.stdout
+    import re
+    points = [tuple(map(float, m)) for m in
+              re.findall(r"POINT Z \(([-\d.]+) ([-\d.]+) ([-\d.]+)\)", result.stdout)]
+    expected = [tuple(f["geometry"]["coordinates"]) for f in features
+                if f["geometry"]["type"] == "Point"]
+    assert len(points) == len(expected)                   # lon, lat, alt as written
+    for got, want in zip(points, expected):
+        assert got == pytest.approx(want, abs=1e-7)
+    assert "POLYGON" in result.stdout    # the footprints of a camera looking straight down
