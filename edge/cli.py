@@ -39,6 +39,7 @@ _EXIT_CODES_HELP = """exit codes:
   5    output lost mid-run, the run went on without it (sink_error_policy=drop)
   6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
   70   internal error
+  75   the --out or --record folder is in use by another live rustseg; try again later
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
   141  stdout closed by its reader (e.g. | head)"""
 

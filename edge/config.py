@@ -232,9 +232,12 @@ class HttpConfig:
     token: str = spec("access token required on every route ('' = none; a non-empty env "
                       "RUSTSEG_TOKEN overrides)")
     jpeg_quality: int = spec("JPEG quality of the MJPEG stream", range=(10, 100))
-    max_clients: int = spec("concurrent viewers served; more are refused with 503 (open "
-                            "connections, finished or not, are capped at twice this)",
-                            range=(1, 1000))
+    max_clients: int = spec("concurrent viewers served; more are refused with 503 "
+                            "(connections served, and connections still sending their "
+                            "request head, are each capped at twice this)", range=(1, 1000))
+    max_per_address: int = spec("open connections one client address may hold; more are "
+                                "refused with 503 (a browser opens up to 6 to one page)",
+                                range=(1, 2000))
 
 
 @dataclass(frozen=True)
@@ -369,11 +372,69 @@ def load_config(path: str | os.PathLike | None = None,
     return _build(raw, str(source))
 
 
+_CONFIG_MAX_BYTES = 1 << 20   # config.yaml is about 12 KB: a file near 1 MiB is no config
+_CONFIG_MAX_DEPTH = 16        # config.yaml nests 3 deep (teacher.crf.iterations)
+
+
+class _RefusedYaml(yaml.YAMLError):
+    """YAML that parses but that a config must not hold (an alias, deep nesting, a key twice)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with three refusals, so a config file cannot hang or crash loading
+    and cannot hide a mistake:
+    - aliases (`*name`): nothing in a config needs them, and a few nested ones expand into
+      billions of nodes (an "alias bomb");
+    - nesting deeper than _CONFIG_MAX_DEPTH (the composer recurses once per level, so
+      thousands of `[` raise RecursionError);
+    - a key given twice in one mapping (YAML keeps the last one and silently drops the first,
+      e.g. a second `refine:` section)."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedYaml(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                               "are not allowed in a config; write the value out")
+        if self.depth >= _CONFIG_MAX_DEPTH:
+            raise _RefusedYaml(f"line {event.start_mark.line + 1}: nested more than "
+                               f"{_CONFIG_MAX_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = first_line.setdefault(key, line)
+            except TypeError:
+                continue  # an unhashable key: construct_mapping itself reports it
+            if first != line:
+                raise _RefusedYaml(f"line {line}: duplicate key {_show(key)} (first at line "
+                                   f"{first})")
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(source: Path, empty_ok: bool = False) -> dict:
     try:
-        raw = yaml.safe_load(source.read_text())
+        with open(source, "rb") as file:
+            data = file.read(_CONFIG_MAX_BYTES + 1)  # bounded: /dev/zero is a path too
+        if len(data) > _CONFIG_MAX_BYTES:
+            raise ConfigError(f"config file {source} is larger than {_CONFIG_MAX_BYTES} bytes; "
+                              "a config holds only the keys it changes")
+        raw = yaml.load(data.decode("utf-8"), Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ConfigError(f"config file {source} does not exist") from None
+    except _RefusedYaml as exc:
+        raise ConfigError(f"config file {source} {exc}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"config file {source} is not valid YAML: {first_line}") from None

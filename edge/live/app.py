@@ -89,13 +89,17 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         failure = exc
         raise
     finally:
-        if recorder is not None and recorder.started_at is not None:
-            try:
-                recorder.finish(report, failure)
-            except OSError:
-                if failure is None:
-                    raise  # the summary could not be written: not a success
-                # else the run's own failure is the one to report
+        try:
+            if recorder is not None and recorder.started_at is not None:
+                try:
+                    recorder.finish(report, failure)
+                except OSError:
+                    if failure is None:
+                        raise  # the summary could not be written: not a success
+                    # else the run's own failure is the one to report
+        finally:
+            if recorder is not None:
+                recorder.release()  # after summary.json: the record is no longer live
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
