@@ -272,6 +272,33 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    bitrate_kbps: int = spec("H.264 target bitrate of rtp:// and udp:// outputs, kbit/s",
+                             range=(50, 100000))
+    gop_s: float = spec("seconds between keyframes (a late receiver waits at most this)",
+                        range=(0.1, 10.0))
+    preset: str = spec("x264 speed preset", choices=("ultrafast", "superfast", "veryfast",
+                                                     "faster", "fast", "medium"))
+    sdp_file: str = spec("rtp:// outputs: the SDP file written at start ('' = none)")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    max_age_s: float = spec("live MAVLink: a fix older than this at capture is missing",
+                            range=(0.01, 60.0))
+    srt_max_gap_s: float = spec("DJI .SRT: widest gap between two cues bridged by interpolation",
+                                range=(0.0, 10.0))
+    baud: int = spec("serial MAVLink baud rate", range=(1200, 4000000))
+    camera_hfov_deg: float = spec("footprint: camera field of view across the frame, degrees",
+                                  range=(1.0, 179.0))
+    camera_vfov_deg: float = spec("footprint: camera field of view down the frame, degrees",
+                                  range=(1.0, 179.0))
+    footprint_min_pitch_deg: float = spec("footprint only when the camera looks down at least "
+                                          "this steeply, degrees below the horizon",
+                                          range=(0.0, 90.0))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     holdout_fraction: float = spec("share of every mask folder kept as 'holdout': never trained "
                                    "or tuned on, only reported", range=(0.0, 0.9))
@@ -317,6 +344,8 @@ class Config:
     loop: LoopConfig
     overlay: OverlayConfig
     http: HttpConfig
+    stream: StreamConfig
+    telemetry: TelemetryConfig
     data: DataConfig
     record: RecordConfig
     stills: StillsConfig

@@ -69,6 +69,8 @@ _NUMBERS = (  # id, label, unit
     ("drops", "dropped frames", "since start"),
     ("latency", "latency, capture to output", "ms"),
     ("frame", "frame", "#"),
+    ("position", "position (telemetry)", "lat, lon"),
+    ("position_age", "position age", "s at capture"),
     ("viewers", "viewers", "open streams"),
 )
 
@@ -107,6 +109,11 @@ function numbers(s, f) {{
   $('latency').textContent = (f.output_at && f.captured_at) ?
     (1000 * (f.output_at - f.captured_at)).toFixed(0) : '-';
   $('frame').textContent = f.index ?? '-';
+  const p = f.position;  // a missing position is shown as missing, with why on hover
+  $('position').textContent = p ? `${{num(p.lat, 6)}}, ${{num(p.lon, 6)}}` :
+    (f.position_missing ? 'missing' : '-');
+  $('position').title = f.position_missing ?? '';
+  $('position_age').textContent = p && p.age_s !== undefined ? num(p.age_s, 1) : '-';
   $('viewers').textContent = s.viewers ?? '-';
 }}
 function line(points, key, top, scale) {{

@@ -23,6 +23,7 @@ class Frame:
     image: np.ndarray         # frame_bgr uint8 [H, W, 3]
     captured_at: float        # time.time() when it was captured or read
     name: str                 # image stem for image sources, else the zero-padded index
+    media_time_s: float | None = None   # video files: the frame's time in the video (s)
 
 
 class FrameSource(ABC):
