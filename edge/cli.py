@@ -174,11 +174,14 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            help="0, /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., a video "
                            "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
             p.add_argument("--output", action="append", default=[], metavar="URI",
-                           help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+                           help=f"{_output_examples()} (repeatable)")
             p.add_argument("--record", metavar="DIR", help="write the run record into this new "
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
             option(p, "--loop", "loop.loop_video", metavar="true|false")
+            p.add_argument("--telemetry", metavar="URI", help="live MAVLink positions: "
+                           "udpin:0.0.0.0:14550, tcp:HOST:PORT or a serial device "
+                           "(/dev/ttyUSB0); a video's DJI .SRT sidecar is read without it")
         else:
             option(p, "--source", "demo.source", metavar="URI")
             option(p, "--out-dir", "demo.out_dir", metavar="DIR")
@@ -216,6 +219,12 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
     return parser
+
+
+def _output_examples() -> str:
+    from edge.outputs.registry import OUTPUT_EXAMPLES  # a leaf: no OpenCV or PyAV loaded
+
+    return OUTPUT_EXAMPLES
 
 
 def _batch_engines():
@@ -396,7 +405,7 @@ def _run(args, config: Config) -> int:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, not args.quiet, args.record)
+                         args.headless, not args.quiet, args.record, telemetry=args.telemetry)
     return _report(run_loop(config, request))
 
 

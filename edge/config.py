@@ -188,6 +188,37 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class CarryConfig:
+    """Evidence carried from frame to frame along the camera motion (video and live only)."""
+
+    enabled: bool = spec("carry evidence across frames of video and live sources (never "
+                         "between stills)")
+    weight: float = spec("share of the previous frame's carried evidence in the blend",
+                         range=(0.0, 0.95))
+    flow_side_px: int = spec("longest side, px, of the grey frames the optical flow runs on",
+                             range=(32, 1024))
+    fb_tolerance_px: float = spec("forward-backward check: a pixel agrees when its round trip "
+                                  "ends within this many flow px", range=(0.1, 20.0))
+    min_consistent: float = spec("share of pixels that must pass the forward-backward check, "
+                                 "else the flow is unreliable and nothing is carried",
+                                 range=(0.0, 1.0))
+    max_residual: float = spec("mean grey difference (0..255) between a frame and the previous "
+                               "one warped onto it above which it is a scene cut",
+                               range=(0.0, 255.0))
+    max_gap_frames: int = spec("frames a live source may skip between two frames shown with "
+                               "evidence still carried (the motion is measured between the "
+                               "frames shown); a longer gap starts again", range=(0, 1000))
+    gate_off_after: int = spec("a mask that was on switches off only after this many frames "
+                               "in a row without enough evidence", range=(1, 100))
+    full_without_lag: str = spec("where the full CRF runs in the background on the newest frame "
+                                 "and the frames between get its mask carried by the motion",
+                                 choices=("live", "always", "never"))
+    full_max_shift: float = spec("lagless full: the last full mask is carried while the motion "
+                                 "since its frame stays under this share of the frame width; "
+                                 "beyond, light is used", range=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     target_fps: float = spec("frame budget of the live loop and of --refine auto",
                              range=(0.1, 240))
@@ -241,6 +272,33 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    bitrate_kbps: int = spec("H.264 target bitrate of rtp:// and udp:// outputs, kbit/s",
+                             range=(50, 100000))
+    gop_s: float = spec("seconds between keyframes (a late receiver waits at most this)",
+                        range=(0.1, 10.0))
+    preset: str = spec("x264 speed preset", choices=("ultrafast", "superfast", "veryfast",
+                                                     "faster", "fast", "medium"))
+    sdp_file: str = spec("rtp:// outputs: the SDP file written at start ('' = none)")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    max_age_s: float = spec("live MAVLink: a fix older than this at capture is missing",
+                            range=(0.01, 60.0))
+    srt_max_gap_s: float = spec("DJI .SRT: widest gap between two cues bridged by interpolation",
+                                range=(0.0, 10.0))
+    baud: int = spec("serial MAVLink baud rate", range=(1200, 4000000))
+    camera_hfov_deg: float = spec("footprint: camera field of view across the frame, degrees",
+                                  range=(1.0, 179.0))
+    camera_vfov_deg: float = spec("footprint: camera field of view down the frame, degrees",
+                                  range=(1.0, 179.0))
+    footprint_min_pitch_deg: float = spec("footprint only when the camera looks down at least "
+                                          "this steeply, degrees below the horizon",
+                                          range=(0.0, 90.0))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     holdout_fraction: float = spec("share of every mask folder kept as 'holdout': never trained "
                                    "or tuned on, only reported", range=(0.0, 0.9))
@@ -282,9 +340,12 @@ class Config:
     student: StudentConfig
     refine: RefineConfig
     gate: GateConfig
+    carry: CarryConfig
     loop: LoopConfig
     overlay: OverlayConfig
     http: HttpConfig
+    stream: StreamConfig
+    telemetry: TelemetryConfig
     data: DataConfig
     record: RecordConfig
     stills: StillsConfig

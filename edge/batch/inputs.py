@@ -22,6 +22,7 @@ from pathlib import Path
 from edge.data.imageio import IMAGE_SUFFIXES
 from edge.errors import DataError
 from edge.sources import VIDEO_SUFFIXES, file_problem, is_glob
+from edge.sources.telemetry.dji_srt import sidecar_for
 
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_CHARS = 48
@@ -72,7 +73,7 @@ def _expand(arg: str) -> list[BatchInput]:
                         "glob or @list.txt")
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return [BatchInput(str(path.resolve()), "video", (path.resolve(),))]
+        return [_video(path.resolve())]
     if suffix in IMAGE_SUFFIXES:
         return [BatchInput(str(path.resolve()), "stills", (path.resolve(),))]
     raise DataError(f"input {arg}: unsupported file type {suffix or '(none)'}; expected a video "
@@ -132,11 +133,18 @@ def _from_glob(pattern: str) -> list[BatchInput]:
     stills = tuple(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES)
     if not videos and not stills:
         raise DataError(f"input {pattern}: the glob matches no video or image")
-    items = [BatchInput(str(p), "video", (p,)) for p in videos]
+    items = [_video(p) for p in videos]
     if stills:
         image_glob = str(Path(pattern).expanduser().absolute())
         items.append(BatchInput(image_glob, "stills", stills))
     return items
+
+
+def _video(path: Path) -> BatchInput:
+    """A video, with its DJI .SRT sidecar among its files when it has one: a changed sidecar
+    changes the positions, so the input is redone."""
+    sidecar = sidecar_for(path)
+    return BatchInput(str(path), "video", (path,) + ((sidecar.resolve(),) if sidecar else ()))
 
 
 def _folder(path: Path) -> BatchInput:

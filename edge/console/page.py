@@ -24,9 +24,12 @@ _NUMBERS = (  # id, label, unit
     ("score", "corrosion score", "0-1"),
     ("area", "corroded area", "% of frame"),
     ("path", "refine path", ""),
+    ("mask", "mask", "fresh or carried"),
     ("drops", "dropped frames", "since start"),
     ("latency", "latency, capture to output", "ms"),
     ("frame", "frame", "#"),
+    ("position", "position (telemetry)", "lat, lon"),
+    ("position_age", "position age", "s at capture"),
     ("viewers", "viewers", "open streams"),
 )
 

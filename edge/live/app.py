@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge.config import Config
 from edge.console.server import HttpFeedSink
+from edge.live.locate import open_locator
 from edge.live.pipeline import LoopOptions, Pipeline, RunReport
 from edge.method.segment import Segmenter, build_segmenter
 from edge.outputs import JsonlLogSink, MaskFolderSink, open_output
@@ -25,6 +26,7 @@ from edge.outputs.footage_guard import check_no_overwrite
 from edge.record.layout import RecordLayout
 from edge.record.recorder import RunRecorder
 from edge.sources import open_source
+from edge.sources.telemetry.mavlink import check_telemetry_uri
 from edge.untrusted import printable
 
 _EXIT_AT_ONCE = 130
@@ -41,6 +43,7 @@ class RunRequest:
     print_frames: bool = True
     record: str | None = None        # run record folder (edge/record/layout.py)
     replace_record: bool = False     # a folder holding an earlier record is emptied first
+    telemetry: str | None = None     # live MAVLink (udpin:HOST:PORT or a serial device)
 
 
 @contextmanager
@@ -128,11 +131,17 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         if recorder is not None:
             recorder.refuse_outputs_inside(sinks)
             sinks += [stack.push(sink) for sink in recorder.sinks]
+        if request.telemetry:
+            check_telemetry_uri(request.telemetry)  # a typo fails before the source opens
         print(f"opening source {printable(request.source)}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
-        check_no_overwrite(source.input_files(), sinks)  # before anything is written
+        locator = open_locator(request.telemetry, source, config.telemetry)
+        if locator is not None:
+            stack.callback(locator.close)
+        check_no_overwrite(source.input_files() + (locator.files() if locator else []),
+                           sinks)  # before anything is written
         if recorder is not None:
             recorder.begin(source, segmenter)
         for sink in sinks:
@@ -140,10 +149,13 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         for sink in sinks:
             if sink.name.startswith("http://"):
                 print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
+            if getattr(sink, "sdp_path", None):
+                print(f"SDP for VLC/ffplay: {sink.sdp_path}", file=sys.stderr, flush=True)
             if getattr(sink, "exposed_warning", ""):
                 print(f"rustseg: WARNING: {sink.exposed_warning}", file=sys.stderr, flush=True)
         options = LoopOptions(loop.frames, loop.queue_depth, loop.sink_error_policy,
-                              config.overlay, request.print_frames)
+                              config.overlay, request.print_frames,
+                              locator.locate if locator else None)
         print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
               f"{config.model.threads} threads), refine {config.refine.mode}, source "
               f"{printable(request.source)}", file=sys.stderr, flush=True)
@@ -164,7 +176,7 @@ def _build_sinks(config: Config, request: RunRequest):
     loop = config.loop
     for uri in request.outputs:
         yield open_output(uri, loop.target_fps, config.http, request.headless, config.overlay,
-                          http_sink=HttpFeedSink.from_uri)
+                          http_sink=HttpFeedSink.from_uri, stream_settings=config.stream)
     if request.log:
         yield JsonlLogSink(Path(request.log))
     if request.save_masks:

@@ -53,8 +53,13 @@ def geojson_position(position: dict) -> tuple[dict | None, str | None]:
     gimbal = position.get("gimbal") or {}
     clean_gimbal = {k: v for k, v in gimbal.items() if _finite(v)} if isinstance(gimbal, dict) \
         else {}
-    return {"lat": position["lat"], "lon": position["lon"],
-            "alt": alt if _finite(alt) else None, "gimbal": clean_gimbal or None}, None
+    # Other keys (source, ...) are kept: the footprint and the GeoJSON use them; a non-finite
+    # height above take-off is unknown, so no footprint is made from it.
+    rel_alt = position.get("rel_alt")
+    return {**position, "lat": position["lat"], "lon": position["lon"],
+            "alt": alt if _finite(alt) else None, "gimbal": clean_gimbal or None,
+            **({"rel_alt": rel_alt if _finite(rel_alt) else None} if "rel_alt" in position
+               else {})}, None
 
 
 def _exifread():

@@ -78,13 +78,10 @@ class RunRecorder:
         if self.layout.is_record():
             _clear_old_record(self.layout)
         files = dict((name, path) for path, name in source.input_files() if name is not None)
-        if files:  # a photo folder: each photo its own view, and perhaps geotagged
-            from edge.record.positions import read_position
+        if files:  # a photo folder: each photo its own view
             self.findings.rule = FindingRule(self.config.record.finding_min_area,
                                              self.config.record.finding_gap_photos)
             self.findings.source_file = files.get
-            self.findings.locate = lambda name: read_position(files[name]) \
-                if name in files else None
         self.started_at = time.time()
         self._run = {"format": RECORD_FORMAT, "source": self.source_uri,
                      "source_kind": "photos" if files else "video or camera",

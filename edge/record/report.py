@@ -35,6 +35,7 @@ from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
 from edge.pages import render
 from edge.record.lock import lock_holder
+from edge.record.footprint import METRES_PER_DEGREE, footprint
 from edge.record.layout import ENDED_RUNNING, RECORD_FORMAT, RecordLayout, flight_stats
 from edge.record.positions import geojson_position
 from edge.untrusted import csv_cell, plot_label, printable
@@ -49,7 +50,6 @@ _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
                 "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
                 "source_file")
 _PLOT_DPI = 110
-_METRES_PER_DEGREE = 111_320.0   # along a meridian / the equator (spherical Earth)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _write_report(layout: RecordLayout, plt, top: int, running_pid: int | None) 
     located, dropped = _located(findings)
     if located:
         plots["positions"] = _plot_positions(plt, located, layout)
-        _write_geojson(layout, located)
+        _write_geojson(layout, located, run.get("config", {}).get("telemetry"))
     _write(layout, layout.findings_csv, _csv(findings, start))
     _write(layout, layout.report_html, _html(layout, run, summary, frames, findings, plots,
                                              start, top, running_pid))
@@ -210,8 +210,8 @@ def _plot_positions(plt, located: list[dict], layout: RecordLayout) -> Path:
     lat = np.array([f["position"]["lat"] for f in located])
     lon = np.array([f["position"]["lon"] for f in located])
     lat0, lon0 = float(lat.min()), float(lon.min())
-    east_m = (lon - lon0) * _METRES_PER_DEGREE * math.cos(math.radians(lat0))
-    north_m = (lat - lat0) * _METRES_PER_DEGREE
+    east_m = (lon - lon0) * METRES_PER_DEGREE * math.cos(math.radians(lat0))
+    north_m = (lat - lat0) * METRES_PER_DEGREE
     figure, axis = plt.subplots(figsize=(6.5, 5))
     points = axis.scatter(east_m, north_m, c=[100 * f["corroded_fraction"] for f in located],
                           cmap="YlOrRd", edgecolors="black", s=45)
@@ -228,18 +228,36 @@ def _plot_positions(plt, located: list[dict], layout: RecordLayout) -> Path:
     return _save_plot(plt, figure, layout, "positions.png")
 
 
-def _write_geojson(layout: RecordLayout, located: list[dict]) -> None:
-    """RFC 7946: a FeatureCollection of Points at [lon, lat(, alt)], strict JSON (no NaN)."""
+def _write_geojson(layout: RecordLayout, located: list[dict], camera: dict | None) -> None:
+    """RFC 7946, strict JSON (no NaN): a Point per finding at the drone's position
+    [lon, lat(, alt)]; beside it, where the camera looked down on flat ground, the frame's
+    footprint Polygon (edge/record/footprint.py says when)."""
     features = []
     for f in located:
         p = f["position"]
         coordinates = [p["lon"], p["lat"]] + ([p["alt"]] if p.get("alt") is not None else [])
+        ring, note = footprint(p, camera["camera_hfov_deg"], camera["camera_vfov_deg"],
+                               camera["footprint_min_pitch_deg"]) if camera else \
+            (None, "not estimated: the record's config has no camera field of view")
         features.append({"type": "Feature",
                          "geometry": {"type": "Point", "coordinates": coordinates},
                          "properties": {"corroded_fraction": f["corroded_fraction"],
                                         "score": f["score"], "file": printable(_file_name(f)),
                                         "mask": printable(f["mask"]), "frame": f["index"],
-                                        "gimbal": p.get("gimbal")}})
+                                        "gimbal": p.get("gimbal"),
+                                        "position_of": "the drone's camera, not the finding",
+                                        "position_source": p.get("source"),
+                                        "footprint": "estimated" if ring else note}})
+        if ring:
+            features.append({"type": "Feature",
+                             "geometry": {"type": "Polygon", "coordinates": [ring]},
+                             "properties": {"kind": "footprint", "frame": f["index"],
+                                            "file": printable(_file_name(f)),
+                                            "assumptions": note,
+                                            "camera_hfov_deg": camera["camera_hfov_deg"],
+                                            "camera_vfov_deg": camera["camera_vfov_deg"],
+                                            "camera_pitch_deg": p["gimbal"]["pitch"],
+                                            "height_above_takeoff_m": p["rel_alt"]}})
     text = json.dumps({"type": "FeatureCollection", "features": features}, indent=1,
                       allow_nan=False)
     _write(layout, layout.findings_geojson, text + "\n")

@@ -72,6 +72,7 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+        self.in_file = 0          # frames read since the file (re)started: its video time
         # The header's frame count, so a file that decodes fewer is known to be cut short
         # (a looping video has no end to count to).
         announced = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -84,6 +85,7 @@ class VideoFileSource(FrameSource):
         ok, image = self.capture.read()
         if not ok and self.loop and self.count:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.in_file = 0
             ok, image = self.capture.read()
         if not ok or image is None:
             if self.count == 0:
@@ -91,10 +93,12 @@ class VideoFileSource(FrameSource):
                                   "video)")
             self.ended = True
             return None
-        index = self.count
+        index, media_time_s = self.count, self.in_file / self.fps if self.fps > 0 else None
         self.count += 1
+        self.in_file += 1
         self.latest_index = index
-        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}")
+        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}",
+                     media_time_s)
 
     def close(self) -> None:
         super().close()
