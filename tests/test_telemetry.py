@@ -400,7 +400,7 @@ def test_the_live_page_shows_the_position_and_its_age():
     cells, and its script fills them from `position` (age) or says it is missing."""
     import numpy as np
 
-    from edge.console.page import render_page
+    from edge.console.page import render_page, static_file
     from edge.console.server import HttpFeedSink
     from edge.outputs import OutputFrame
     sink = HttpFeedSink("127.0.0.1", 0, "", 75, 2)
@@ -419,7 +419,8 @@ def test_the_live_page_shows_the_position_and_its_age():
         sink.close()
     page = render_page("", "", 2.0, load_config().overlay)
     assert 'id="position"' in page and 'id="position_age"' in page
-    assert "p.age_s" in page and "position_missing" in page
+    script = static_file("/static/console.js")[0].decode()  # the page's script is static
+    assert "p.age_s" in script and "position_missing" in script
 
 
 def test_mavlink_over_a_serial_device():
