@@ -26,9 +26,9 @@ from common import RESULTS, machine, write_report
 
 from edge.batch import BatchRequest, run_batch
 from edge.config import load_config
+from edge.data.synthetic import write_clip_video
 from edge.errors import RustsegError
-from edge.record import RecordLayout
-from edge.synthetic import write_clip_video
+from edge.record.layout import RecordLayout
 
 _TARGET_RATIO = 1.7
 

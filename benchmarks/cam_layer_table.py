@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_report  # noqa: E402
 
 from converter.export import ExportRequest, export  # noqa: E402
-from edge.datasets import find_masked_images  # noqa: E402
-from edge.imageio import read_image_bgr, read_mask  # noqa: E402
-from edge.metrics import SegmentationTally  # noqa: E402
-from edge.runtime import CorrosionModel  # noqa: E402
+from edge.data.datasets import find_masked_images  # noqa: E402
+from edge.data.imageio import read_image_bgr, read_mask  # noqa: E402
+from edge.measure.metrics import SegmentationTally  # noqa: E402
+from edge.method.model import CorrosionModel  # noqa: E402
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 DEFAULT_LAYERS = ("out_relu", "block_13_expand_relu", "block_12_add", "block_10_expand_relu",

@@ -27,7 +27,7 @@ def main() -> None:
 
     from converter.export import build_cam_function, build_score_function, convert
     from converter.student import has_head, without_head
-    from edge.runtime import load_interpreter_class
+    from edge.method.model import load_interpreter_class
 
     card = json.loads(DEFAULT_TFLITE.with_suffix(".json").read_text())
     size, quant, layer = card["input_size"][0], card["quantization"], card["cam_layer"]

@@ -20,7 +20,7 @@ def main() -> None:
     from converter.gradcam import ReferenceGradCamPP
     from converter.model import at_input_size
     from converter.student import without_head
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     card = json.loads(DEFAULT_TFLITE.with_suffix(".json").read_text())
     layer, size = card["cam_layer"], card["input_size"][0]

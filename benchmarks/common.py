@@ -43,7 +43,7 @@ def interleaved_median_ms(fns: dict, repeats: int = 300, warmup: int = 30) -> di
 
 
 def machine() -> dict:
-    from edge.bench import cpu_model
+    from edge.measure.bench import cpu_model
     import os
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(),

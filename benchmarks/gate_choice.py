@@ -1,4 +1,5 @@
-"""Choose the mask gate (edge/gate.py): empty-mask misses on rusty photos vs area marked on clean ones.
+"""Choose the mask gate (edge/method/gate.py): empty-mask misses on rusty photos vs area marked
+on clean ones.
 
 Each photo is run once (prediction + light-path mask with the gate open); every gate setting
 then only decides which of those masks are kept. Measured on training-side data only:
@@ -30,7 +31,7 @@ _FALSE_AREA_BUDGET = 0.005
 
 def run_once(segmenter, frames):
     """(prediction, ungated light mask) per frame."""
-    from edge.profiler import StageTimes
+    from edge.method.profiler import StageTimes
 
     out = []
     for frame in frames:
@@ -62,12 +63,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from edge.config import load_config
-    from edge.datasets import find_labelled_images, find_masked_images
-    from edge.gate import MaskGate
-    from edge.imageio import read_image_bgr, read_mask
-    from edge.refine import make_refiner
-    from edge.runtime import CorrosionModel
-    from edge.segment import Segmenter
+    from edge.data.datasets import find_labelled_images, find_masked_images
+    from edge.data.imageio import read_image_bgr, read_mask
+    from edge.method.gate import MaskGate
+    from edge.method.model import CorrosionModel
+    from edge.method.refine.factory import make_refiner
+    from edge.method.segment import Segmenter
 
     vt, cls = SHARED_DATA / "vt_corrosion" / "train", SHARED_DATA / "corrosion_cls" / "train"
     if not vt.is_dir() or not cls.is_dir():

@@ -24,8 +24,8 @@ FRAMES = 300
 
 
 def _run(mode: str, source: str, target_fps: float = 15.0, worker: str = "process") -> dict:
-    from edge.app import RunRequest, run_loop
     from edge.config import load_config
+    from edge.live.app import RunRequest, run_loop
 
     config = load_config(overrides={"refine.mode": mode, "loop.target_fps": target_fps,
                                     "loop.frames": FRAMES, "refine.worker": worker})

@@ -50,8 +50,8 @@ def pointing_hit(evidence01: np.ndarray, truth: np.ndarray) -> bool:
 
 def holdout_quality(segmenter, pairs) -> tuple[dict, list[dict]]:
     """Pixel metrics over the holdout pairs, and one record per photo for the sheet."""
-    from edge.imageio import read_image_bgr, read_mask
-    from edge.metrics import SegmentationTally
+    from edge.data.imageio import read_image_bgr, read_mask
+    from edge.measure.metrics import SegmentationTally
 
     tally = SegmentationTally()
     misses = {f: 0 for f in _MISS_FRACTIONS}
@@ -89,14 +89,14 @@ def false_area(segmenter, frames) -> float:
 
 def synthetic_decoys(count: int) -> list[np.ndarray]:
     """Rust-free scenes, each with red/brown paint and a hard shadow (the CAM's usual traps)."""
-    from edge.synthetic import SceneOptions, make_scene
+    from edge.data.synthetic import SceneOptions, make_scene
 
     options = SceneOptions(rust=False, decoy_paint_prob=1.0, shadow_prob=1.0)
     return [make_scene(320, 427, seed=9000 + i, options=options)[0] for i in range(count)]
 
 
 def _times():
-    from edge.profiler import StageTimes
+    from edge.method.profiler import StageTimes
     return StageTimes()
 
 
@@ -107,7 +107,7 @@ def contact_sheet(rows: list[dict], path: Path, title: str, with_truth: bool) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edge.imageio import read_image_bgr
+    from edge.data.imageio import read_image_bgr
 
     columns = ["photo"] + (["truth"] if with_truth else []) + ["evidence", "mask"]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns),
@@ -155,12 +155,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from edge.config import load_config
-    from edge.datasets import find_labelled_images, find_masked_images
-    from edge.gate import MaskGate
-    from edge.imageio import read_image_bgr
-    from edge.refine import make_refiner
-    from edge.runtime import CorrosionModel
-    from edge.segment import Segmenter
+    from edge.data.datasets import find_labelled_images, find_masked_images
+    from edge.data.imageio import read_image_bgr
+    from edge.method.gate import MaskGate
+    from edge.method.model import CorrosionModel
+    from edge.method.refine.factory import make_refiner
+    from edge.method.segment import Segmenter
 
     vt = SHARED_DATA / "vt_corrosion" / "train"
     cls = SHARED_DATA / "corrosion_cls" / "validation"

@@ -22,7 +22,7 @@ def main() -> None:
     import keras
 
     from converter.export import ExportRequest, export, fidelity
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     card = json.loads(DEFAULT_TFLITE.with_suffix(".json").read_text())
     layer, size = card["cam_layer"], card["input_size"][0]

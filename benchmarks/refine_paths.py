@@ -9,11 +9,12 @@ from common import DEFAULT_TFLITE, SHARED_DATA, bar_plot, save
 
 def main() -> None:
     from edge.config import load_config
-    from edge.evaluate import EvalRequest, evaluate
-    from edge.gate import MaskGate
-    from edge.refine import REFINE_MODES, make_refiner
-    from edge.runtime import CorrosionModel
-    from edge.segment import Segmenter
+    from edge.measure.evaluate import EvalRequest, evaluate
+    from edge.method.gate import MaskGate
+    from edge.method.model import CorrosionModel
+    from edge.method.refine.factory import make_refiner
+    from edge.method.refine.registry import REFINE_MODES
+    from edge.method.segment import Segmenter
 
     data = SHARED_DATA / "vt_corrosion" / "train"
     if not data.is_dir():
@@ -28,7 +29,7 @@ def main() -> None:
                                                      config.data.holdout_fraction))
         print(mode, rows[mode]["pooled_iou"], rows[mode]["ms_per_image"])
     from tune_refine import baselines, load_samples
-    from edge.datasets import find_masked_images
+    from edge.data.datasets import find_masked_images
     holdout = find_masked_images(data, "holdout", config.data.holdout_fraction)
     report = {"model": str(DEFAULT_TFLITE), "data": str(data), "split": "holdout",
               "baselines": baselines(load_samples(model, holdout)),

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.app import build_segmenter  # noqa: E402
 from edge.config import load_config  # noqa: E402
-from edge.pipeline import LoopOptions, Pipeline  # noqa: E402
-from edge.sinks import FrameSink, JsonlLogSink, OutputFrame  # noqa: E402
+from edge.live.app import build_segmenter  # noqa: E402
+from edge.live.pipeline import LoopOptions, Pipeline  # noqa: E402
+from edge.outputs import FrameSink, JsonlLogSink, OutputFrame  # noqa: E402
 from edge.sources import open_source  # noqa: E402
 
 _WARMUP_FRAMES = 200

@@ -19,7 +19,7 @@ from pathlib import Path
 from converter.export import load_keras_model
 from converter.model import at_input_size
 from converter.states import StateTraining, fit_and_measure, prepare, split_tune
-from edge.datasets import find_masked_images
+from edge.data.datasets import find_masked_images
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = [  # (tile sides in stride-8 cells at 320 px, min share)
@@ -28,7 +28,6 @@ CANDIDATES = [  # (tile sides in stride-8 cells at 320 px, min share)
     ((40, 10, 5), 0.05),
     ((40, 10, 5), 0.01),
     ((40, 10, 5), 0.15),
-    ((40, 20, 10, 5, 4), 0.05),
 ]
 
 

@@ -45,7 +45,7 @@ def fused_maps(name: str, settings, pairs, cache: Path) -> np.ndarray:
 
     from converter.export import load_keras_model
     from converter.teacher import MultiViewCam, view_key
-    from edge.imageio import read_image_bgr
+    from edge.data.imageio import read_image_bgr
 
     key = hashlib.sha256(json.dumps(view_key(settings)).encode()).hexdigest()[:16]
     path = cache / f"{key}.npz"
@@ -73,7 +73,7 @@ def walked(cams: np.ndarray, pairs, embedding_path: Path, settings) -> np.ndarra
     from converter.export import load_keras_model
     from converter.model import at_input_size
     from converter.student import feature_model
-    from edge.imageio import read_image_bgr
+    from edge.data.imageio import read_image_bgr
 
     classifier = load_keras_model(DEFAULT_KERAS)
     features = feature_model(at_input_size(classifier, 320))
@@ -116,8 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from edge.config import load_config
-    from edge.datasets import find_masked_images
-    from edge.imageio import read_image_bgr, read_mask
+    from edge.data.datasets import find_masked_images
+    from edge.data.imageio import read_image_bgr, read_mask
 
     data = SHARED_DATA / "vt_corrosion" / "train"
     if not data.is_dir():

@@ -12,8 +12,8 @@ THREADS = (1, 2, 4)
 
 
 def main() -> None:
-    from edge.bench import BenchRequest, run_bench
     from edge.config import load_config
+    from edge.measure.bench import BenchRequest, run_bench
 
     rows = []
     for width, height in SIZES:

@@ -1,7 +1,7 @@
 """Search the refine settings of each path on real masks, and report them on held-back images.
 
 Masks steer the settings only; the model never sees them. The `tune` part of the folder
-(edge.datasets split) is divided again: the search runs on its `search` half and the best
+(edge.data.datasets split) is divided again: the search runs on its `search` half and the best
 settings of each path are confirmed on the other half (`check`). The `holdout` part is not
 touched here; `rustseg eval --split holdout` reports on it with the chosen defaults.
 
@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_report  # noqa: E402
 
 from edge.config import load_config  # noqa: E402
-from edge.datasets import find_masked_images  # noqa: E402
-from edge.gate import MaskGate  # noqa: E402
-from edge.imageio import read_image_bgr, read_mask  # noqa: E402
-from edge.metrics import SegmentationTally  # noqa: E402
-from edge.refine import make_refiner  # noqa: E402
-from edge.runtime import CorrosionModel, Prediction  # noqa: E402
+from edge.data.datasets import find_masked_images  # noqa: E402
+from edge.data.imageio import read_image_bgr, read_mask  # noqa: E402
+from edge.measure.metrics import SegmentationTally  # noqa: E402
+from edge.method.gate import MaskGate  # noqa: E402
+from edge.method.model import CorrosionModel, Prediction  # noqa: E402
+from edge.method.refine.factory import make_refiner  # noqa: E402
 
 # What each path's search may change, as (low, high) ranges or choices. The two paths keep
 # their roles: full is the many-iteration CRF at 2-3x the light path's resolution (when there

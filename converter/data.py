@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from edge.datasets import find_labelled_images, find_masked_images
+from edge.data.datasets import find_labelled_images, find_masked_images
 from edge.errors import DataError
-from edge.imageio import read_image_bgr, read_mask
+from edge.data.imageio import read_image_bgr, read_mask
 
 _CROP_MARGIN = 1.15          # stored side = input side * this, so random crops keep detail
 _MIN_CROP_AREA = 0.55        # random resized crop: smallest share of the image kept

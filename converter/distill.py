@@ -39,10 +39,10 @@ from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_
                                head_model, masked_bce, targets_at_stride)
 from converter.teacher import IGNORE, MultiViewCam, crf_posterior, pseudo_label, view_key
 from edge.config import Config, StudentConfig, TeacherConfig
-from edge.datasets import find_labelled_images, find_masked_images
+from edge.data.datasets import find_labelled_images, find_masked_images
 from edge.errors import DataError
-from edge.imageio import read_image_bgr
-from edge.progress import Progress
+from edge.data.imageio import read_image_bgr
+from edge.measure.progress import Progress
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from converter.builtin_grad import with_builtin_gradients
 from converter.gradcam import (cam_from_gradients, cam_model, closed_form_cam,
                                pooled_logit_kernel, reference_gradcam_pp)
 from converter.model import at_input_size
+from converter.states import STATE_LAYER, has_states  # also registers the state layer
 from converter.student import SEG_LAYER, SEG_STRIDE, has_head, without_head
 from edge.errors import ConfigError, DataError, ModelError
-from edge.modelcard import ModelCard, sha256_hex
+from edge.method.modelcard import ModelCard, sha256_hex
 
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 # Why one would ship each variant (measured in benchmarks/results/quantization.json).
@@ -95,7 +96,8 @@ class FrozenCam:
 def build_cam_function(model: keras.Model, cam_layer: str, input_size: int,
                        closed_form: bool = True) -> FrozenCam:
     """Frozen: uint8 RGB [1, S, S, 3] -> {'score': [1, 1], 'cam': [1, h, w]} and, when the
-    model has a segmentation head, 'seg': [1, S/8, S/8], all from one forward pass.
+    model has a segmentation head, 'seg': [1, S/8, S/8], and with a state head 'state':
+    [1, S/8, S/8, 3] (contract v3), all from one forward pass.
 
     At the last feature map before the pool (out_relu) the CAM is the closed form of
     converter/gradcam.py, a few ops after A; at earlier layers a GradientTape inside the graph
@@ -107,10 +109,11 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int,
     graph_model = sized if logit_kernel is not None else \
         with_builtin_gradients(model, input_size)
     features = cam_model(graph_model, cam_layer)
-    with_seg = has_head(graph_model)
-    if with_seg:
-        features = keras.Model(features.input, [*features.outputs,
-                                                graph_model.get_layer(SEG_LAYER).output])
+    with_seg, with_state = has_head(graph_model), has_states(graph_model)
+    extra = ([graph_model.get_layer(SEG_LAYER).output] if with_seg else []) + \
+        ([graph_model.get_layer(STATE_LAYER).output] if with_state else [])
+    if extra:
+        features = keras.Model(features.input, [*features.outputs, *extra])
 
     @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, 3], tf.uint8,
                                                 name="image")])
@@ -124,6 +127,8 @@ def build_cam_function(model: keras.Model, cam_layer: str, input_size: int,
         named = {"score": tf.sigmoid(logit), "cam": cam}
         if with_seg:
             named["seg"] = outputs[2][..., 0]
+        if with_state:
+            named["state"] = outputs[3]   # [1, h, w, 3] cumulative, order kept by the graph
         return named
 
     concrete = score_and_cam.get_concrete_function()
@@ -193,7 +198,7 @@ def _int8_forward_float_gradient(converter, representative: np.ndarray | None) -
     """
     if representative is None or not len(representative):
         raise ConfigError("--quant int8 needs --rep-data DIR with images to calibrate on")
-    from edge.runtime import load_interpreter_class
+    from edge.method.model import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class("auto")
     names = [d["name"] for d in
@@ -236,8 +241,8 @@ def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> n
     """uint8 RGB [N, S, S, 3] squashed like the runtime does: from a folder tree, else synthetic."""
     import cv2
 
-    from edge.imageio import IMAGE_SUFFIXES, read_image_bgr
-    from edge.synthetic import SceneOptions, make_scene
+    from edge.data.imageio import IMAGE_SUFFIXES, read_image_bgr
+    from edge.data.synthetic import SceneOptions, make_scene
 
     images = []
     if folder:
@@ -263,7 +268,7 @@ def sample_images(folder: str | None, size: int, count: int, seed: int = 0) -> n
 
 def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.ndarray) -> dict:
     """Exported file vs the reference on the same uint8 images: score and CAM agreement."""
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     sized = at_input_size(model, images.shape[1])
     ref_scores, ref_cams = reference_gradcam_pp(sized, cam_layer, images)
@@ -314,7 +319,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def op_names(model_bytes: bytes) -> set[str]:
     """Builtin op names in a TFLite flatbuffer (custom/Flex ops show as CUSTOM or FLEX_...)."""
-    from edge.runtime import load_interpreter_class
+    from edge.method.model import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class("auto")
     interpreter = interpreter_class(model_content=model_bytes)

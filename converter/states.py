@@ -71,7 +71,7 @@ class StateTraining:
     tile_cells: tuple[int, ...] = (40, 10, 5)  # tile sides in stride-8 cells at 320 px
     min_share: float = 0.05          # tagging rule: share of a tile that its worst state covers
     crops_per_photo: int = 5         # half-size crops (4 corners + centre) as close-range views
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 0.003
     positive_weight: tuple[float, ...] = (1.0, 1.5, 3.0)  # per state: rarer states weigh more
@@ -320,7 +320,7 @@ def choose_thresholds(cumulative: np.ndarray, corroded: np.ndarray, truth: np.nd
 
     cumulative [N, S, S, 3] at mask resolution, corroded bool [N, S, S] (the model's own
     binary mask), truth uint8 [N, S, S]. Returns (thresholds, that mean IoU)."""
-    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    grid = np.concatenate([[0.01, 0.02, 0.03, 0.04], np.round(np.arange(0.05, 0.96, 0.05), 2)])
     best = ((0.5, 0.5), -1.0)
     for t_poor in grid:
         for t_severe in grid:
@@ -396,7 +396,7 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
     """The v3 recipe: tags from the fit part of the tune photos -> state head -> thresholds on
     the check part. Writes NAME.keras (classifier + seg + state) and NAME.metrics.json."""
     from converter.export import load_keras_model, sidecar
-    from edge.datasets import find_masked_images
+    from edge.data.datasets import find_masked_images
 
     from converter.model import at_input_size
 

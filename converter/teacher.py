@@ -29,8 +29,8 @@ import tensorflow as tf
 from converter.gradcam import cam_from_gradients, cam_model
 from converter.model import at_input_size
 from edge.config import TeacherConfig
-from edge.refine.base import foreground_probability, resize_cam, resize_frame, working_size
-from edge.refine.crf import crf_foreground
+from edge.method.refine.base import foreground_probability, resize_cam, resize_frame, working_size
+from edge.method.refine.crf import crf_foreground
 
 IGNORE = 255  # pseudo-label value of an uncertain pixel (the loss skips it)
 

@@ -24,7 +24,7 @@ from converter.data import (ImageSet, evaluation_images, load_class_folders, loa
 from converter.model import build_classifier, resolve_weights, set_trainable
 from edge.config import Config
 from edge.errors import DataError
-from edge.metrics import balanced_threshold, classification_metrics
+from edge.measure.metrics import balanced_threshold, classification_metrics
 
 _DECISION_THRESHOLD = 0.5
 _PREDICT_BATCH = 64

@@ -76,7 +76,7 @@ def _key_option(parser: argparse.ArgumentParser, flag: str, key: str, defaults: 
 
 
 def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
-    from edge.refine import REFINE_MODES
+    from edge.method.refine.registry import REFINE_MODES
 
     parser = argparse.ArgumentParser(
         prog="rustseg", description="Corrosion segmentation on live video from image-level "
@@ -310,9 +310,9 @@ def _show_config(args, config: Config) -> int:
 
 def _train(args, config: Config) -> int:
     _require_tensorflow("train")
-    from converter.train import TrainRequest, train
+    from edge import workstation
 
-    metrics = train(TrainRequest(args.data, args.out, args.val, args.tiles_from), config)
+    metrics = workstation.train(args.data, args.out, args.val, args.tiles_from, config)
     print(f"validation: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  "
           f"auc {metrics['auc']:.4f}  (n={metrics['n_images']}); wrote {args.out}.keras")
     return 0
@@ -320,10 +320,10 @@ def _train(args, config: Config) -> int:
 
 def _distill(args, config: Config) -> int:
     _require_tensorflow("distill")
-    from converter.distill import DistillRequest, distill
+    from edge import workstation
 
-    metrics = distill(DistillRequest(args.model, args.out, args.data, args.photos_from,
-                                     args.cache), config)
+    metrics = workstation.distill(args.model, args.out, args.data, args.photos_from, args.cache,
+                                  config)
     student = metrics["student"]
     print(f"pseudo labels: {student['pseudo_label_data']}; ignored share "
           f"{student['ignored_share']:.3f}; final loss {student['final_loss']:.4f}; wrote "
@@ -333,11 +333,9 @@ def _distill(args, config: Config) -> int:
 
 def _export(args, config: Config) -> int:
     _require_tensorflow("export")
-    from converter.export import ExportRequest, export
+    from edge import workstation
 
-    e = config.export
-    report = export(ExportRequest(args.model, args.out, e.quant, e.cam_layer, e.input_size,
-                                  args.rep_data, e.rep_images, e.verify_images))
+    report = workstation.export(args.model, args.out, args.rep_data, config)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     if report:
         print(f"fidelity vs reference Grad-CAM++ on {report['n_images']} images: score max diff "
@@ -348,8 +346,8 @@ def _export(args, config: Config) -> int:
 
 
 def _eval(args, config: Config) -> int:
-    from edge.evaluate import EvalRequest, check_layout, evaluate, format_report
-    from edge.segment import build_segmenter
+    from edge.measure.evaluate import EvalRequest, check_layout, evaluate, format_report
+    from edge.method.segment import build_segmenter
 
     check_layout(args.data)  # a wrong folder fails before the model is even loaded
     check_option_writable(args.json_out, "--json")  # ... and so does an unwritable --json
@@ -362,7 +360,7 @@ def _eval(args, config: Config) -> int:
 
 
 def _run(args, config: Config) -> int:
-    from edge.app import RunRequest, run_loop
+    from edge.live.app import RunRequest, run_loop
 
     if not args.output and not args.log and not args.save_masks and not args.record:
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
@@ -373,8 +371,8 @@ def _run(args, config: Config) -> int:
 
 
 def _demo(args, config: Config) -> int:
-    from edge.app import demo_request, run_loop
-    from edge.report import write_report
+    from edge.live.app import demo_request, run_loop
+    from edge.record.report import write_report
 
     request = dataclasses.replace(demo_request(config), log=args.log,
                                   save_masks=args.save_masks, print_frames=not args.quiet)
@@ -397,7 +395,7 @@ def _report(report) -> int:
 
 
 def _write_report(args, config: Config) -> int:
-    from edge.report import write_report
+    from edge.record.report import write_report
 
     result = write_report(args.record, config.record.report_top)
     print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
@@ -406,7 +404,7 @@ def _write_report(args, config: Config) -> int:
 
 
 def _bench(args, config: Config) -> int:
-    from edge.bench import BenchRequest, format_bench, run_bench
+    from edge.measure.bench import BenchRequest, format_bench, run_bench
 
     if args.source and args.data:
         raise ConfigError("rustseg bench: give --source or --data, not both")

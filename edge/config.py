@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from edge.errors import ConfigError
+from edge.method.refine.registry import REFINE_MODES  # a leaf: the names only
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _INSTALLED_SHARE = Path(sys.prefix) / "share" / "rustseg"
@@ -32,11 +33,6 @@ def spec(help: str, *, range: tuple[float, float] | None = None,
     `range` is inclusive; `choices` may be a callable so a registry can supply it lazily.
     """
     return field(metadata={"help": help, "range": range, "choices": choices})
-
-
-def _refine_modes() -> tuple[str, ...]:
-    from edge.refine import REFINE_MODES  # late import: the registry imports this module
-    return REFINE_MODES
 
 
 _QUANT_MODES = ("float32", "float16", "dynamic", "int8")
@@ -161,7 +157,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class RefineConfig:
-    mode: str = spec("how the heatmap becomes a mask", choices=_refine_modes)
+    mode: str = spec("how the heatmap becomes a mask", choices=REFINE_MODES)
     cam_threshold: float = spec("none: CAM level (0..1) above which a pixel is corrosion",
                                 range=(0.0, 1.0))
     full: CrfSettings = spec("the full dense CRF path")

@@ -1,6 +1,6 @@
 """`rustseg batch`: records and index of a small synthetic archive, resume rule, Ctrl-C, Ray.
 
-The archive is made on the fly (moving-camera clips and stills from edge/synthetic.py) and run
+The archive is made on the fly (moving-camera clips and stills from edge/data/synthetic.py) and run
 with the shipped model, so every figure checked here is computed by the real pipeline.
 """
 
@@ -25,9 +25,9 @@ from edge.batch.inputs import expand_inputs
 from edge.batch.runner import RECORDS_DIR, plan_workers
 from edge.cli import main
 from edge.config import load_config
+from edge.data.synthetic import make_scene, write_clip_video
 from edge.errors import DataError
-from edge.record import RecordLayout
-from edge.synthetic import make_scene, write_clip_video
+from edge.record.layout import RecordLayout
 
 _W, _H = 160, 120
 
@@ -290,5 +290,5 @@ def test_ray_tasks_take_the_model_from_the_object_store_where_the_path_is_missin
     assert copy.parent == tmp_path / "rustseg-models" / payload["sha256"]
     assert copy.read_bytes() == payload["tflite"]
     assert copy.with_suffix(".json").read_bytes() == payload["card"]
-    from edge.segment import build_segmenter  # the copy loads (its card's sha256 checks out)
+    from edge.method.segment import build_segmenter  # the copy loads (its card's sha256 checks out)
     build_segmenter(config.replace({"model.path": str(copy)}))

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from edge.bench import BENCH_STAGES
-from edge.profiler import StageTimes, summarize
+from edge.measure.bench import BENCH_STAGES
+from edge.method.profiler import StageTimes, summarize
 
 STAT_KEYS = {"count", "mean", "std", "min", "p50", "p90", "p95", "p99", "max"}
 

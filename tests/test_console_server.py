@@ -1,4 +1,4 @@
-"""The console's server side: the findings strip (edge/live_findings.py), its one route
+"""The console's server side: the findings strip (edge/console/live_findings.py), its one route
 /finding.jpg, and the FPS the page shows (the HUD's rolling one)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import urllib.request
 import cv2
 import numpy as np
 
-import edge.live_findings as live_findings
-from edge.app import build_segmenter
 from edge.config import load_config
-from edge.http_feed import HttpFeedSink
-from edge.live_findings import RecentFindings
-from edge.pipeline import LoopOptions, Pipeline
-from edge.sinks import OutputFrame
+import edge.console.live_findings as live_findings
+from edge.console.live_findings import RecentFindings
+from edge.console.server import HttpFeedSink
+from edge.live.app import build_segmenter
+from edge.live.pipeline import LoopOptions, Pipeline
+from edge.outputs import OutputFrame
 from edge.sources import open_source
 
 

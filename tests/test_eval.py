@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import DEFAULT_MODEL, shared_data
-from edge.datasets import find_masked_images, split_of
-from edge.metrics import SegmentationTally, classification_metrics, roc_auc
-from edge.synthetic import write_classification_folder, write_mask_folder
+from edge.data.datasets import find_masked_images, split_of
+from edge.data.synthetic import write_classification_folder, write_mask_folder
+from edge.measure.metrics import SegmentationTally, classification_metrics, roc_auc
 
 
 def _rustseg(*args):
@@ -82,11 +82,11 @@ def test_eval_rejects_a_folder_of_the_wrong_shape(tmp_path):
 
 def test_shipped_model_on_the_real_validation_split():
     folder = shared_data("corrosion_cls", "validation")
-    from edge.evaluate import EvalRequest, evaluate
-    from edge.refine import make_refiner
     from edge.config import load_config
-    from edge.runtime import CorrosionModel
-    from edge.segment import Segmenter
+    from edge.measure.evaluate import EvalRequest, evaluate
+    from edge.method.model import CorrosionModel
+    from edge.method.refine.factory import make_refiner
+    from edge.method.segment import Segmenter
 
     config = load_config()
     segmenter = Segmenter(CorrosionModel(DEFAULT_MODEL, 2),
@@ -96,7 +96,7 @@ def test_shipped_model_on_the_real_validation_split():
 
 
 def test_balanced_threshold_separates_the_classes():
-    from edge.metrics import balanced_threshold
+    from edge.measure.metrics import balanced_threshold
 
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
     scores = np.array([0.05, 0.1, 0.3, 0.25, 0.4, 0.6, 0.7, 0.9])

@@ -31,7 +31,7 @@ def tiny_keras(tmp_path_factory):
 def exported(tiny_keras, tmp_path_factory):
     """quant -> path of the exported model (built lazily, once per module)."""
     from converter.export import ExportRequest, export
-    from edge.synthetic import write_classification_folder
+    from edge.data.synthetic import write_classification_folder
 
     out = tmp_path_factory.mktemp("tflite")
     rep = write_classification_folder(out / "rep", n_per_class=10, size=SIZE, seed=4)
@@ -50,7 +50,7 @@ def exported(tiny_keras, tmp_path_factory):
 def _synthetic_rgb(n, size=SIZE, seed=10):
     import cv2
 
-    from edge.synthetic import make_scene
+    from edge.data.synthetic import make_scene
     return np.stack([cv2.cvtColor(make_scene(size, size, seed + i)[0], cv2.COLOR_BGR2RGB)
                      for i in range(n)])
 
@@ -79,7 +79,7 @@ def test_float32_cam_and_score_match_the_reference(tiny_keras, exported):
     import keras
 
     from converter.gradcam import reference_gradcam_pp
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     model = keras.models.load_model(tiny_keras)
     images = _synthetic_rgb(6)
@@ -101,7 +101,7 @@ def test_closed_form_cam_at_the_last_feature_map_matches_the_gradient_tape(tiny_
     from converter.export import ExportRequest, export
     from converter.gradcam import (cam_model, closed_form_cam, pooled_logit_kernel,
                                    reference_gradcam_pp)
-    from edge.runtime import CorrosionModel, load_interpreter_class
+    from edge.method.model import CorrosionModel, load_interpreter_class
 
     model = keras.models.load_model(tiny_keras)
     logit = model.get_layer("logit")
@@ -136,7 +136,7 @@ def test_closed_form_cam_at_the_last_feature_map_matches_the_gradient_tape(tiny_
 
 def test_op_list_is_builtin_only_and_outputs_are_named(exported):
     from converter.export import op_names
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     for quant in ("float32", "float16", "dynamic", "int8"):
         path = exported(quant)
@@ -195,7 +195,7 @@ def test_all_zero_cam_stays_zero_without_nan(tmp_path, cam_layer):
 
     from converter.export import ExportRequest, export
     from converter.model import build_classifier
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     keras.utils.set_random_seed(1)
     model = build_classifier(64, 0.35, None, 0.0)
@@ -212,7 +212,7 @@ def test_all_zero_cam_stays_zero_without_nan(tmp_path, cam_layer):
 
 def test_export_at_another_input_size_and_behind_relu(tiny_keras, tmp_path):
     from converter.export import ExportRequest, export
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     out = tmp_path / "big.tflite"
     export(ExportRequest(str(tiny_keras), str(out), "float32", "block_6_expand_relu", 128,
@@ -270,7 +270,7 @@ def test_float32_export_of_the_trained_model_on_real_images(tmp_path):
 
     from converter.export import ExportRequest, export, sample_images
     from converter.gradcam import reference_gradcam_pp
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
 
     folder = shared_data("corrosion_cls", "validation")
     keras_path = ROOT / "models" / "rustseg_default.keras"

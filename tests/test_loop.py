@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import start_logged_run, video_frames
-from edge.app import RunRequest, run_loop
 from edge.config import load_config
 from edge.errors import SinkError, SourceError
-from edge.overlay import HudStats, draw_overlay
-from edge.sinks import open_output
+from edge.live.app import RunRequest, run_loop
+from edge.live.overlay import HudStats, draw_overlay
+from edge.outputs import open_output
 from edge.sources import open_source
 
 
@@ -42,7 +42,7 @@ def test_synthetic_source_to_video_log_and_masks_with_exact_accounting(tmp_path)
 
 
 def test_image_folder_source_names_masks_after_the_images(tmp_path):
-    from edge.synthetic import make_scene
+    from edge.data.synthetic import make_scene
 
     folder = tmp_path / "shots"
     folder.mkdir()
@@ -58,7 +58,7 @@ def test_image_folder_source_names_masks_after_the_images(tmp_path):
 
 
 def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     config = _config(**{"http.token": ""})
     stop = threading.Event()
@@ -86,8 +86,8 @@ def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
                 time.sleep(0.1)
         stop.set()
 
-    from edge.app import build_segmenter
-    from edge.pipeline import LoopOptions, Pipeline
+    from edge.live.app import build_segmenter
+    from edge.live.pipeline import LoopOptions, Pipeline
 
     thread = threading.Thread(target=viewer)
     thread.start()
@@ -152,7 +152,7 @@ def test_source_uri_forms_that_need_hardware_say_what_is_missing():
 
 
 def test_good_source_uris_open(tmp_path):
-    from edge.synthetic import make_scene
+    from edge.data.synthetic import make_scene
 
     cv2.imwrite(str(tmp_path / "a.png"), make_scene(40, 50, 1)[0])
     cv2.imwrite(str(tmp_path / "b.png"), make_scene(40, 50, 2)[0])
@@ -184,7 +184,7 @@ def test_bad_output_uris_are_rejected_in_one_line(uri, expected):
 
 
 def test_display_output_says_when_opencv_has_no_gui():
-    from edge.sinks import display_available
+    from edge.outputs import display_available
 
     if display_available():
         pytest.skip("this OpenCV has a GUI")

@@ -54,7 +54,7 @@ def test_train_and_export_without_tensorflow_say_which_extra_to_install():
 
 
 def test_eval_runs_without_tensorflow(tmp_path):
-    from edge.synthetic import write_classification_folder
+    from edge.data.synthetic import write_classification_folder
 
     data = write_classification_folder(tmp_path / "cls", n_per_class=3, size=64, seed=0)
     result = _run_blocked("import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))",

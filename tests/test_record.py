@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge.app import RunRequest, record_run, run_loop
 from edge.config import load_config
+from edge.data.synthetic import make_scene
 from edge.errors import ConfigError, MissingDependencyError
-from edge.record import ENDED_RUNNING, RecordLayout, flight_stats
-from edge.report import ENDED_CUT_SHORT, write_report
-from edge.synthetic import make_scene
+from edge.live.app import RunRequest, record_run, run_loop
+from edge.record.layout import ENDED_RUNNING, RecordLayout, flight_stats
+from edge.record.report import ENDED_CUT_SHORT, write_report
 
 pytest.importorskip("matplotlib", reason="the report needs the report extra (matplotlib)")
 Image = pytest.importorskip("PIL.Image", reason="the EXIF tests write EXIF with Pillow")

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from edge.config import load_config
-from edge.metrics import SegmentationTally
-from edge.refine import REFINE_MODES, make_refiner
-from edge.refine.auto import AutoRefiner
-from edge.synthetic import SceneOptions, make_scene
+from edge.data.synthetic import SceneOptions, make_scene
+from edge.measure.metrics import SegmentationTally
+from edge.method.refine.auto import AutoRefiner
+from edge.method.refine.factory import make_refiner
+from edge.method.refine.registry import REFINE_MODES
 
 CAM_GRID = 7  # like MobileNetV2's last block at 224 px: a coarse blob, no outline
 
@@ -86,7 +87,7 @@ class _Timed:
     def refine_clean(self, cam01, frame_bgr):
         import time
         time.sleep(self.cost_s)
-        from edge.refine.base import RefineResult
+        from edge.method.refine.base import RefineResult
         return RefineResult(np.zeros(frame_bgr.shape[:2], bool), self.name)
 
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from conftest import DEFAULT_MODEL, ROOT
-from edge.app import RunRequest, build_segmenter, run_loop
 from edge.config import load_config
+from edge.data.synthetic import make_scene
 from edge.errors import SourceError
-from edge.pipeline import LoopOptions, Pipeline
+from edge.live.app import RunRequest, build_segmenter, run_loop
+from edge.live.pipeline import LoopOptions, Pipeline
 from edge.sources import LiveSource
-from edge.synthetic import make_scene
 
 PACED = "synthetic://?width=160&height=120&frames=0&fps=30"
 
@@ -48,7 +48,7 @@ def _assert_one_line_error(result, code, *fragments):
 def test_bad_models_are_one_line_errors(tmp_path):
     _assert_one_line_error(_cli("eval", "--model", str(tmp_path / "gone.tflite"), "--data",
                                 str(tmp_path)), 2, "expected class folders")
-    from edge.synthetic import write_classification_folder
+    from edge.data.synthetic import write_classification_folder
     data = write_classification_folder(tmp_path / "cls", 1, 32, 0)
     _assert_one_line_error(_cli("eval", "--model", str(tmp_path / "gone.tflite"), "--data",
                                 str(data)), 2, "gone.tflite does not exist")
@@ -115,9 +115,9 @@ def test_grayscale_rgba_and_16_bit_images_are_processed(tmp_path):
 @pytest.mark.parametrize("mode", ["none", "light", "full", "auto"])
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (4320, 7680)])
 def test_tiny_and_8k_frames_for_every_refine_path(mode, size):
-    from edge.refine import make_refiner
-    from edge.segment import Segmenter
-    from edge.runtime import CorrosionModel
+    from edge.method.model import CorrosionModel
+    from edge.method.refine.factory import make_refiner
+    from edge.method.segment import Segmenter
 
     config = load_config()
     segmenter = Segmenter(CorrosionModel(DEFAULT_MODEL, 2),
@@ -198,9 +198,10 @@ def test_lost_camera_reconnects_with_backoff():
 
 def test_lost_camera_gives_up_with_exit_code_3(tmp_path, monkeypatch):
     code = ("import sys, edge.sources as s\n"
+            "from edge.errors import SourceError\n"
             "class Dead(s.LiveSource):\n"
             "    def open_device(self):\n"
-            "        if getattr(self, 'opened', False): raise s.SourceError('gone')\n"
+            "        if getattr(self, 'opened', False): raise SourceError('gone')\n"
             "        self.opened = True\n"
             "        class D:\n"
             "            n = 3\n"
@@ -211,7 +212,7 @@ def test_lost_camera_gives_up_with_exit_code_3(tmp_path, monkeypatch):
             "            def release(d): pass\n"
             "        return D()\n"
             "s.open_source = lambda uri, *a, **k: Dead('camera 0', 0.3, 0.05)\n"
-            "import edge.app; edge.app.open_source = s.open_source\n"
+            "import edge.live.app; edge.live.app.open_source = s.open_source\n"
             "from edge.cli import main; sys.exit(main(sys.argv[1:]))\n")
     result = subprocess.run([sys.executable, "-c", code, "run", "--source", "0", "--headless",
                              "--quiet", "--log", str(tmp_path / "l.jsonl")],
@@ -251,7 +252,7 @@ def test_second_interrupt_exits_at_once():
     # The first SIGINT only asks for a clean stop (the loop would finish its frames); the
     # second, arriving while that is still going on, must end the process at once.
     code = ("import os, signal, sys, threading, time\n"
-            "from edge.app import stop_on_signals\n"
+            "from edge.live.app import stop_on_signals\n"
             "stop = threading.Event()\n"
             "with stop_on_signals(stop):\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
@@ -271,7 +272,7 @@ def test_second_interrupt_exits_at_once():
 # --- 3. the live feed -------------------------------------------------------------------------
 
 def test_http_binds_loopback_by_default():
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     settings = load_config().http
     assert settings.host == "127.0.0.1"
@@ -292,7 +293,7 @@ def _get(url, headers=None):
 
 
 def test_token_is_checked_on_every_route_and_nothing_else_is_served(monkeypatch):
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     monkeypatch.setenv("RUSTSEG_TOKEN", "s3cret")
     sink = HttpFeedSink.from_uri("http://127.0.0.1:0", load_config().http)
@@ -311,7 +312,7 @@ def test_token_is_checked_on_every_route_and_nothing_else_is_served(monkeypatch)
 
 
 def test_twenty_viewers_and_stalled_clients_do_not_slow_the_loop_or_leak_threads():
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     config = load_config(overrides={"refine.mode": "none"})
     threads_before = threading.active_count()
@@ -354,7 +355,7 @@ def _status(url, headers=None):
 
 
 def test_an_empty_token_variable_does_not_switch_off_the_configs_token(monkeypatch):
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     monkeypatch.setenv("RUSTSEG_TOKEN", "")
     settings = load_config(overrides={"http.token": "from-config"}).http
@@ -371,7 +372,7 @@ def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
     import re
     from urllib.parse import quote
 
-    from edge.http_feed import HttpFeedSink
+    from edge.console.server import HttpFeedSink
 
     token = "a+b &c#d@e%f/?=;'\"<x>"
     monkeypatch.setenv("RUSTSEG_TOKEN", token)
@@ -393,7 +394,7 @@ def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
 
 
 def test_exposed_bind_without_token_warns_on_stderr_and_on_the_page(monkeypatch, capsys):
-    import edge.http_feed as http_feed
+    import edge.console.server as http_feed
 
     assert http_feed.is_loopback("127.0.0.1") and http_feed.is_loopback("::1")
     assert http_feed.is_loopback("localhost")
@@ -423,7 +424,7 @@ def test_exposed_bind_without_token_warns_on_stderr_and_on_the_page(monkeypatch,
 
 
 def test_idle_connections_are_capped_timed_out_and_release_their_threads(monkeypatch):
-    import edge.http_feed as http_feed
+    import edge.console.server as http_feed
 
     monkeypatch.setattr(http_feed._Handler, "timeout", 1.0)  # the 5 s default, shortened
     threads_before = threading.active_count()
@@ -462,8 +463,8 @@ def test_idle_connections_are_capped_timed_out_and_release_their_threads(monkeyp
 
 
 def test_the_page_tells_a_stale_or_lost_feed_and_reconnects(monkeypatch):
-    from edge.http_feed import HttpFeedSink
-    from edge.sinks import OutputFrame
+    from edge.console.server import HttpFeedSink
+    from edge.outputs import OutputFrame
 
     monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
     sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
@@ -502,8 +503,8 @@ def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, m
     again) when a run serves on the same address."""
     import re
 
-    from edge.http_feed import HttpFeedSink
-    from edge.sinks import OutputFrame
+    from edge.console.server import HttpFeedSink
+    from edge.outputs import OutputFrame
 
     monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
 
@@ -806,7 +807,7 @@ def test_ctrl_c_during_a_hung_reconnect_ends_the_run_within_a_second():
         runner.start()
         assert camera.reopening.wait(10), "the camera was never reopened"
         started = time.monotonic()
-        stop.set()  # what the first Ctrl-C does (edge.app.stop_on_signals)
+        stop.set()  # what the first Ctrl-C does (edge.live.app.stop_on_signals)
         runner.join(10)
         camera.close()
         took = time.monotonic() - started

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DEFAULT_MODEL, needs_tf
 from edge.errors import ModelError
-from edge.runtime import CorrosionModel
+from edge.method.model import CorrosionModel
 
 
 @pytest.fixture

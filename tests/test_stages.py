@@ -1,5 +1,6 @@
-"""The stage runner (edge/stages.py), the refine worker process (edge/refine/worker.py) and
-`rustseg bench --cpus`: accounting, newest-frame drops, failures, the worker's lifetime."""
+"""The stage runner (edge/live/stages.py), the refine worker process
+(edge/method/refine/worker.py) and `rustseg bench --cpus`: accounting, newest-frame drops,
+failures, the worker's lifetime."""
 
 import json
 import os
@@ -15,16 +16,16 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, start_logged_run, video_frames
-from edge.app import build_segmenter
 from edge.config import load_config
+from edge.data.synthetic import make_scene
 from edge.errors import SourceError
-from edge.pipeline import LoopOptions, Pipeline
-from edge.refine import make_refiner
-from edge.refine.worker import RefineWorker
-from edge.sinks import FrameSink
+from edge.live.app import build_segmenter
+from edge.live.pipeline import LoopOptions, Pipeline
+from edge.live.stages import Stage, StageRunner
+from edge.method.refine.factory import make_refiner
+from edge.method.refine.worker import RefineWorker
+from edge.outputs import FrameSink
 from edge.sources import Frame, FrameSource
-from edge.stages import Stage, StageRunner
-from edge.synthetic import make_scene
 
 
 # --- the runner -------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import pytest
 
 from conftest import DEFAULT_MODEL, ROOT, needs_tf, shared_data
 from edge.config import load_config
-from edge.gate import MaskGate
-from edge.profiler import StageTimes
-from edge.refine import make_refiner
-from edge.runtime import CorrosionModel, Prediction
-from edge.segment import Segmenter
-from edge.synthetic import SceneOptions, make_scene
+from edge.data.synthetic import SceneOptions, make_scene
+from edge.method.gate import MaskGate
+from edge.method.model import CorrosionModel, Prediction
+from edge.method.profiler import StageTimes
+from edge.method.refine.factory import make_refiner
+from edge.method.segment import Segmenter
 
 SIZE = 96          # tiny model input: seg is 12x12, cam (out_relu) 3x3
 
@@ -177,7 +177,7 @@ def test_a_tiny_teacher_to_student_run_learns_finer_masks_than_the_cam(tmp_path)
     from converter.gradcam import reference_gradcam_pp
     from converter.model import at_input_size
     from converter.student import SEG_LAYER, without_head
-    from edge.synthetic import write_classification_folder
+    from edge.data.synthetic import write_classification_folder
 
     side = 320
     data = write_classification_folder(tmp_path / "train", n_per_class=20, size=side, seed=1,

@@ -2,9 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.datasets import find_labelled_images, find_masked_images
-from edge.imageio import read_image_bgr, read_mask
-from edge.synthetic import (SURFACES, SceneOptions, iter_clip, make_scene,
+from edge.data.datasets import find_labelled_images, find_masked_images
+from edge.data.imageio import read_image_bgr, read_mask
+from edge.data.synthetic import (SURFACES, SceneOptions, iter_clip, make_scene,
                             write_classification_folder, write_mask_folder)
 
 

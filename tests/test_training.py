@@ -8,8 +8,8 @@ import pytest
 
 from conftest import needs_tf
 from edge.config import load_config
+from edge.data.synthetic import write_classification_folder, write_mask_folder
 from edge.errors import DataError
-from edge.synthetic import write_classification_folder, write_mask_folder
 
 pytestmark = needs_tf
 

@@ -148,7 +148,7 @@ def _import_ray():
 
 def _model_payload(job: Job) -> dict:
     from edge.config import resolve_resource
-    from edge.modelcard import sha256_hex
+    from edge.method.modelcard import sha256_hex
 
     model = resolve_resource(job.config.model.path)
     data = model.read_bytes()
@@ -158,7 +158,7 @@ def _model_payload(job: Job) -> dict:
 
 def _local_model_path(payload: dict) -> str:
     """The model on this node: the shared path if its bytes match, else a cache copy."""
-    from edge.modelcard import file_sha256
+    from edge.method.modelcard import file_sha256
 
     shared = Path(payload["path"])
     try:

@@ -13,7 +13,7 @@ import io
 import os
 from pathlib import Path
 
-from edge.record import RecordLayout
+from edge.record.layout import RecordLayout
 from edge.writable import write_atomic
 
 COLUMNS = ("input", "status", "frames", "corroded_share", "max_corroded_area", "wall_s",

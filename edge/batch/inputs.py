@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.data.imageio import IMAGE_SUFFIXES
 from edge.errors import DataError
-from edge.imageio import IMAGE_SUFFIXES
 from edge.sources import VIDEO_SUFFIXES
 
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edge.batch.inputs import BatchInput
 from edge.errors import DataError
-from edge.modelcard import file_sha256
+from edge.method.modelcard import file_sha256
 from edge.writable import write_atomic
 
 MANIFEST_NAME = "manifest.json"

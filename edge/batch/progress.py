@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from edge.record import RecordLayout
+from edge.record.layout import RecordLayout
 
 _POLL_S = 0.5
 

@@ -26,8 +26,8 @@ from edge.batch.progress import FrameWatcher
 from edge.batch.work import DONE, PENDING, SKIPPED, Job
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
-from edge.modelcard import file_sha256
-from edge.record import RecordLayout
+from edge.method.modelcard import file_sha256
+from edge.record.layout import RecordLayout
 
 EXIT_SOME_FAILED = 6
 RECORDS_DIR = "records"

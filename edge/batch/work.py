@@ -17,7 +17,7 @@ from pathlib import Path
 from edge.batch.inputs import BatchInput
 from edge.config import Config
 from edge.errors import DataError, RustsegError
-from edge.record import NORMAL_ENDS, RecordLayout, flight_stats
+from edge.record.layout import NORMAL_ENDS, RecordLayout, flight_stats
 
 DONE, FAILED, INTERRUPTED, LOST, SKIPPED = "done", "failed", "interrupted", "lost", "skipped"
 PENDING = "pending"  # not started (yet, or the batch was stopped before it started)
@@ -53,9 +53,9 @@ def process_input(job: Job, stop: threading.Event | None = None) -> dict:
 
 def record_input(job: Job, stop: threading.Event) -> str:
     """Write the run record of one input and its report; returns how the run ended
-    (`edge.record` ENDED_*)."""
-    from edge.app import record_run
-    from edge.report import write_report
+    (`edge.record.layout` ENDED_*)."""
+    from edge.live.app import record_run
+    from edge.record.report import write_report
 
     record = Path(job.record_dir)
     record.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def record_input(job: Job, stop: threading.Event) -> str:
 
 def frame_figures(record: Path) -> dict:
     """frames, share of frames with corrosion, max corroded area: the record's own flight
-    statistics (edge.record.flight_stats), so the index and the report always agree."""
+    statistics (edge.record.layout.flight_stats), so the index and the report always agree."""
     layout = RecordLayout(record)
     try:
         flight = flight_stats(layout.read_frames())

@@ -1,0 +1,314 @@
+"""`http://HOST:PORT`: the inspector's live page, an MJPEG stream and live stats.
+
+Routes (nothing else is served, no files, no paths):
+    /             the live console (edge/console/page.py): stream, numbers, chart, findings
+    /stream.mjpg  multipart MJPEG of the overlay
+    /stats.json   the latest frame record, the HUD's rolling FPS and the recent findings
+    /finding.jpg  ?id=FRAME&size=thumb|full: one of the recent findings (edge/console/live_findings.py)
+Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`).
+
+The loop only hands over the newest overlay (`write` stores a reference and returns); one
+encoder thread turns it into JPEG once, and each viewer's thread sends the newest JPEG when it
+can. A slow or stalled viewer therefore only misses frames, it never slows the loop, and
+viewers beyond http.max_clients get 503.
+
+Connections are bounded too: a request must arrive within _REQUEST_TIMEOUT_S, and at most
+2 x max_clients connections (a viewer holds a stream and a stats connection) are open at once,
+finished or not; more are answered 503 and closed without a thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import cv2
+
+from edge.config import OverlayConfig, load_config
+from edge.console.live_findings import SIZES, RecentFindings
+from edge.console.page import render_page
+from edge.errors import SinkError
+from edge.outputs import FrameSink, OutputFrame, parse_http_uri
+
+_BOUNDARY = "rustsegframe"
+_CLIENT_WAIT_S = 1.0       # a viewer re-checks for shutdown at least this often
+_SEND_TIMEOUT_S = 5.0      # a viewer that cannot take a frame for this long is dropped
+_REQUEST_TIMEOUT_S = 5.0   # a connection that has not sent its request by then is closed
+_STALE_AFTER_S = 2.0       # the page says STALE when no frame came for this long
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 18\r\nConnection: close\r\n\r\ntoo many viewers\r\n")
+
+_EXPOSED_WARNING = ("this page is served on {host} with no access token: anyone on the "
+                    "network can watch (set RUSTSEG_TOKEN or http.token)")
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that resolves elsewhere: treat it as exposed
+
+
+class _LatestJpeg:
+    """The newest overlay, encoded to JPEG once by one thread, waited on by every viewer."""
+
+    def __init__(self, quality: int) -> None:
+        self.quality = quality
+        self.condition = threading.Condition()
+        self.pending = None          # newest overlay not yet encoded
+        self.jpeg: bytes | None = None
+        self.sequence = 0
+        self.closed = False
+        self.thread = threading.Thread(target=self._encode_loop, name="mjpeg encoder",
+                                       daemon=True)
+        self.thread.start()
+
+    def offer(self, image) -> None:
+        with self.condition:
+            self.pending = image
+            self.condition.notify_all()
+
+    def wait_newer(self, seen: int, timeout: float) -> tuple[int, bytes | None]:
+        with self.condition:
+            if self.sequence == seen and not self.closed:
+                self.condition.wait(timeout)
+            return self.sequence, self.jpeg
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
+        self.thread.join(timeout=2.0)
+
+    def _encode_loop(self) -> None:
+        while True:
+            with self.condition:
+                while self.pending is None and not self.closed:
+                    self.condition.wait()
+                if self.closed:
+                    return
+                image, self.pending = self.pending, None
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if ok:
+                with self.condition:
+                    self.jpeg, self.sequence = encoded.tobytes(), self.sequence + 1
+                    self.condition.notify_all()
+
+
+class _FeedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # socketserver's backlog of 5 leaves a burst of connections half-open in the kernel, out
+    # of reach of the cap below; a deeper queue lets the cap see (and refuse) them at once.
+    request_queue_size = 128
+
+    def __init__(self, address, feed: "HttpFeedSink", max_connections: int) -> None:
+        self.feed = feed
+        self.max_connections = max_connections
+        self.open_connections: set = set()   # accepted and not yet closed, finished or not
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def verify_request(self, request, client_address) -> bool:
+        # Runs in the accept thread, before a handler thread exists: the cap bounds threads.
+        with self.connections_lock:
+            if len(self.open_connections) < self.max_connections:
+                self.open_connections.add(request)
+                return True
+        try:
+            request.setblocking(False)
+            request.send(_BUSY)
+        except OSError:
+            pass  # the refused client is gone or not reading: closing is all that is left
+        return False
+
+    def drop_connections(self) -> None:
+        """End every open connection: a closed feed must not keep answering on kept-alive
+        ones, or a page would take a finished run for a stalled one."""
+        with self.connections_lock:
+            for request in self.open_connections:
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already gone
+
+    def shutdown_request(self, request) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FeedServer
+    protocol_version = "HTTP/1.1"
+    timeout = _REQUEST_TIMEOUT_S  # socketserver applies it to the connection in setup()
+
+    def log_message(self, format, *args) -> None:  # keep the loop's stdout readable
+        pass
+
+    def do_GET(self) -> None:
+        feed = self.server.feed
+        url = urlparse(self.path)
+        if not feed.authorised(self.headers.get("Authorization", ""), parse_qs(url.query)):
+            self._plain(HTTPStatus.UNAUTHORIZED, "access token required\n")
+            return
+        route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream,
+                 "/stats.json": self._stats, "/finding.jpg": self._finding}.get(url.path)
+        if route is None:
+            self._plain(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        route(url)
+
+    def do_HEAD(self) -> None:
+        self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "")
+
+    do_POST = do_PUT = do_DELETE = do_HEAD
+
+    def _plain(self, status: HTTPStatus, text: str, content_type: str = "text/plain") -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _page(self, url) -> None:
+        feed = self.server.feed
+        token = parse_qs(url.query).get("token", [""])[0]
+        # urlencode percent-encodes every reserved character, so the result is also safe
+        # inside the page's HTML attribute and JS string.
+        query = "?" + urlencode({"token": token}) if token else ""
+        page = render_page(query, feed.exposed_warning, _STALE_AFTER_S, feed.overlay)
+        self._plain(HTTPStatus.OK, page, "text/html")
+
+    def _finding(self, url) -> None:
+        query = parse_qs(url.query)
+        size = query.get("size", ["thumb"])[0]
+        try:
+            finding_id = int(query.get("id", [""])[0])
+        except ValueError:
+            finding_id = None
+        jpeg = None if finding_id is None or size not in SIZES else \
+            self.server.feed.findings.jpeg(finding_id, size)
+        if jpeg is None:  # malformed, or no longer among the recent findings
+            self._plain(HTTPStatus.NOT_FOUND, "no such finding\n")
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(jpeg)))
+        # Ids are frame indices, which a new run on the same address reuses: never cached.
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(jpeg)
+
+    def _stats(self, url) -> None:
+        self._plain(HTTPStatus.OK, json.dumps(self.server.feed.stats()), "application/json")
+
+    def _stream(self, url) -> None:
+        feed = self.server.feed
+        if not feed.viewer_slots.acquire(blocking=False):
+            self._plain(HTTPStatus.SERVICE_UNAVAILABLE, "too many viewers\n")
+            return
+        try:
+            self.connection.settimeout(_SEND_TIMEOUT_S)
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            seen = 0
+            while not feed.closing:
+                seen, jpeg = feed.latest.wait_newer(seen, _CLIENT_WAIT_S)
+                if jpeg is None:
+                    continue
+                self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                self.wfile.flush()
+        except (OSError, socket.timeout):
+            pass  # the viewer went away or stalled: end its stream, the loop is unaffected
+        finally:
+            self.close_connection = True
+            feed.viewer_slots.release()
+
+
+class HttpFeedSink(FrameSink):
+    def __init__(self, host: str, port: int, token: str, jpeg_quality: int,
+                 max_clients: int, overlay: OverlayConfig | None = None) -> None:
+        self.token = token
+        self.overlay = overlay or load_config().overlay  # for the page's legend
+        self.findings = RecentFindings(jpeg_quality)
+        self.closing = False
+        self.viewer_slots = threading.BoundedSemaphore(max_clients)
+        self.max_clients = max_clients
+        self.latest = _LatestJpeg(jpeg_quality)
+        self._stats: dict = {"frame": None, "fps": None, "frames": 0}
+        self._stats_lock = threading.Lock()
+        self._last_frame_at: float | None = None
+        self.exposed_warning = "" if token or is_loopback(host) else \
+            _EXPOSED_WARNING.format(host=host or "all addresses")
+        try:
+            self.server = _FeedServer((host, port), self, 2 * max_clients)
+        except OSError as exc:
+            self.latest.close()
+            raise SinkError(f"output http://{host}:{port}: cannot listen ({exc.strerror})") \
+                from None
+        self.host, self.port = host, self.server.server_address[1]
+        self.name = f"http://{self.host}:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http feed",
+                                       kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def from_uri(cls, uri: str, settings, overlay: OverlayConfig | None = None) -> "HttpFeedSink":
+        address = parse_http_uri(uri, settings)
+        return cls(address.host, address.port, address.token, settings.jpeg_quality,
+                   settings.max_clients, overlay)
+
+    def authorised(self, header: str, query: dict) -> bool:
+        if not self.token:
+            return True
+        offered = query.get("token", [""])[0]
+        if header.startswith("Bearer "):
+            offered = header[len("Bearer "):]
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    def viewers(self) -> int:
+        return self.max_clients - self.viewer_slots._value  # noqa: SLF001 (no public getter)
+
+    def stats(self) -> dict:
+        with self._stats_lock:
+            last = self._last_frame_at
+            age = None if last is None else round(time.perf_counter() - last, 2)
+            stats = {**self._stats, "viewers": self.viewers(), "last_frame_age_s": age}
+        return {**stats, "findings": self.findings.summaries()}
+
+    def write(self, frame: OutputFrame) -> None:
+        self.latest.offer(frame.overlay_bgr)
+        self.findings.offer(frame.record, frame.overlay_bgr)
+        with self._stats_lock:
+            self._last_frame_at = time.perf_counter()
+            # The HUD's rolling FPS, which the loop puts in the record (not an average since
+            # start, which hides a slowdown and disagrees with the video).
+            self._stats = {"frame": frame.record, "frames": self._stats["frames"] + 1,
+                           "fps": frame.record.get("fps")}
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.latest.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.server.drop_connections()
+        self.thread.join(timeout=2.0)

@@ -1,0 +1,171 @@
+"""`rustseg run` and `rustseg demo`: build source, model, refiner and outputs, run the loop.
+
+Ctrl-C or SIGTERM asks the loop to stop: capture stops, frames already in flight are finished,
+then every output is closed in `finally` (video files get their index and stay playable, the
+log is flushed and synced), and the report names the signal. A second Ctrl-C exits at once.
+No output is allowed to write over a source file: that is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import Config
+from edge.console.server import HttpFeedSink
+from edge.live.pipeline import LoopOptions, Pipeline, RunReport
+from edge.method.segment import Segmenter, build_segmenter
+from edge.outputs import JsonlLogSink, MaskFolderSink, open_output
+from edge.outputs.footage_guard import check_no_overwrite
+from edge.record.layout import RecordLayout
+from edge.record.recorder import RunRecorder
+from edge.sources import open_source
+
+_EXIT_AT_ONCE = 130
+DEMO_RECORD = "demo_record"      # the demo's record folder, inside demo.out_dir
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    source: str
+    outputs: tuple[str, ...]
+    log: str | None = None
+    save_masks: str | None = None
+    headless: bool = False
+    print_frames: bool = True
+    record: str | None = None        # run record folder (edge/record/layout.py)
+    replace_record: bool = False     # a folder holding an earlier record is emptied first
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event):
+    """First SIGINT/SIGTERM: set `stop` (finish and close cleanly). Second SIGINT: exit now.
+
+    Yields a list that receives the name of the signal that asked for the stop, so the report
+    can tell an interrupted run from one whose source ended."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signals can only be handled on the main thread (e.g. inside tests)
+        return
+
+    def request_stop(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            print("\nrustseg: second interrupt, exiting now", file=sys.stderr, flush=True)
+            os._exit(_EXIT_AT_ONCE)
+        received.append(signal.Signals(signum).name)
+        stop.set()
+        print(f"\nrustseg: {signal.Signals(signum).name} received; finishing the frames in "
+              "flight and closing outputs (Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_loop(config: Config, request: RunRequest, stop: threading.Event | None = None,
+             ) -> RunReport:
+    """Open everything, run the pipeline, close everything (in finally), return the report.
+    With a record, its summary.json is written once every output is closed, however it ended."""
+    segmenter = build_segmenter(config, allow_worker=True)
+    recorder = RunRecorder(RecordLayout(Path(request.record)), config, request.source,
+                           request.replace_record) if request.record else None
+    report, failure = None, None
+    try:
+        report = _run_pipeline(config, request, segmenter, recorder, stop or threading.Event())
+        return report
+    except BaseException as exc:  # recorded in summary.json, then re-raised
+        failure = exc
+        raise
+    finally:
+        if recorder is not None and recorder.started_at is not None:
+            try:
+                recorder.finish(report, failure)
+            except OSError:
+                if failure is None:
+                    raise  # the summary could not be written: not a success
+                # else the run's own failure is the one to report
+
+
+def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
+               stop: threading.Event | None = None, replace: bool = False,
+               print_frames: bool = False) -> dict:
+    """Record one run of `source_uri` into `record_dir` and return its summary.json.
+
+    For callers in Python (`rustseg batch` workers); errors are raised as by `run_loop`. Once
+    the source is open, summary.json says how the run ended whatever happens; a source that
+    cannot be opened leaves the folder without run.json (RecordLayout.is_record() is False)."""
+    request = RunRequest(source_uri, (), headless=True, print_frames=print_frames,
+                         record=str(record_dir), replace_record=replace)
+    run_loop(config, request, stop)
+    return RecordLayout(Path(record_dir)).read_summary()
+
+
+def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
+                  recorder: RunRecorder | None, stop: threading.Event) -> RunReport:
+    loop = config.loop
+    with ExitStack() as stack:
+        if segmenter.refine_worker is not None:  # started before the camera starts capturing
+            stack.enter_context(segmenter.refine_worker)
+        # push, not enter_context: closed on the way out, but not started (nothing written)
+        # until the overwrite check below has passed. Built before the source: fail fast.
+        sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
+        if recorder is not None:
+            sinks += [stack.push(sink) for sink in recorder.sinks]
+        print(f"opening source {request.source}", file=sys.stderr, flush=True)
+        source = stack.enter_context(open_source(request.source, loop.loop_video,
+                                                 loop.reconnect_timeout_s,
+                                                 loop.reconnect_backoff_s))
+        check_no_overwrite(source.input_files(), sinks)  # before anything is written
+        if recorder is not None:
+            recorder.begin(source, segmenter)
+        for sink in sinks:
+            sink.start()
+        for sink in sinks:
+            if sink.name.startswith("http://"):
+                print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
+            if getattr(sink, "exposed_warning", ""):
+                print(f"rustseg: WARNING: {sink.exposed_warning}", file=sys.stderr, flush=True)
+        options = LoopOptions(loop.frames, loop.queue_depth, loop.sink_error_policy,
+                              config.overlay, request.print_frames)
+        print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
+              f"{config.model.threads} threads), refine {config.refine.mode}, source "
+              f"{request.source}", file=sys.stderr, flush=True)
+        with stop_on_signals(stop) as signals:
+            report = Pipeline(source, segmenter, sinks, options, stop).run()
+        if signals:
+            report.interrupted_by = signals[0]
+            report.stopped_by = signals[0]
+        for warning in getattr(source, "warnings", [])[:5]:
+            print(f"rustseg: skipped {warning}", file=sys.stderr)
+    return report
+
+
+def _build_sinks(config: Config, request: RunRequest):
+    """Every output the request names; building one checks it can write but writes nothing.
+    Each sink is returned as soon as it is built, so that if a later one fails, the ones
+    already built (a listening http server) are closed by the caller's ExitStack."""
+    loop = config.loop
+    for uri in request.outputs:
+        yield open_output(uri, loop.target_fps, config.http, request.headless, config.overlay,
+                          http_sink=HttpFeedSink.from_uri)
+    if request.log:
+        yield JsonlLogSink(Path(request.log))
+    if request.save_masks:
+        yield MaskFolderSink(Path(request.save_masks))
+
+
+def demo_request(config: Config) -> RunRequest:
+    """The demo records its run (replacing the previous demo's record) for `rustseg report`."""
+    out = Path(config.demo.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return RunRequest(config.demo.source, (), headless=True, print_frames=False,
+                      record=str(out / DEMO_RECORD), replace_record=True)

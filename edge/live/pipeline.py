@@ -1,0 +1,267 @@
+"""The live loop: capture -> infer -> refine -> draw + outputs, as overlapping stages.
+
+`Pipeline` is the frame recipe, one function per stage; edge/live/stages.py runs them (a thread per
+stage, small queues, so throughput is bounded by the slowest stage; the refine worker process
+when refine.worker = process, because pydensecrf holds the GIL). Every frame carries a
+`StageTimes`; every stage adds its own milliseconds. Draw and outputs run on the calling
+thread because GUI windows must live there.
+
+Stopping (end of source, --frames reached, a stop request from a signal or a display window)
+stops capture only; frames already inside the pipeline are finished and written, so that
+frames read == frames processed + frames dropped, exactly. Each output counts the frames it
+actually wrote; one that fails is recorded with the frame where it stopped and the reason.
+Only live sources drop frames: the capture thread keeps the newest frame, and a stage that
+falls behind lets the next queue drop its oldest frame (with loop.queue_depth 1 every stage
+takes the newest frame there is) rather than show the inspector the past.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config import OverlayConfig
+from edge.errors import RustsegError, SinkError
+from edge.live.overlay import HudStats, draw_overlay
+from edge.live.stages import Stage, StageRunner
+from edge.method.profiler import StageTimes, summarize
+from edge.method.segment import Segmenter
+from edge.outputs import FrameSink, OutputFrame
+from edge.sources import Frame, FrameSource
+
+_FPS_WINDOW = 30                # frames in the rolling FPS of the HUD
+REPORT_STAGES = ("capture", "preprocess", "invoke", "refine", "draw", "output", "latency")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    frames: int = 0                  # 0: until the source ends
+    queue_depth: int = 2
+    sink_error_policy: str = "drop"  # drop | stop
+    overlay: OverlayConfig | None = None
+    print_frames: bool = True
+
+
+@dataclass
+class _Item:
+    frame: Frame
+    times: StageTimes
+    prediction: object = None
+    result: object = None
+
+
+@dataclass
+class OutputTally:
+    """What one output kept: frames written, and where and why it stopped if it failed."""
+
+    written: int = 0
+    lost_at_frame: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    frames_read: int = 0
+    frames_processed: int = 0        # frames through the whole pipeline, whatever outputs kept
+    dropped: int = 0
+    wall_s: float = 0.0
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    lag_frames: list[int] = field(default_factory=list)
+    paths: dict[str, int] = field(default_factory=dict)
+    stopped_by: str = "end of source"
+    sink_failures: list[str] = field(default_factory=list)
+    outputs: dict[str, OutputTally] = field(default_factory=dict)
+    interrupted_by: str | None = None  # SIGINT / SIGTERM when a signal stopped the run
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def lost_outputs(self) -> list[str]:
+        return [name for name, tally in self.outputs.items() if tally.error is not None]
+
+    def summary(self) -> dict:
+        return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
+                "dropped": self.dropped, "wall_s": self.wall_s, "fps": self.fps,
+                "stopped_by": self.stopped_by, "interrupted_by": self.interrupted_by,
+                "outputs": {name: dataclasses.asdict(t) for name, t in self.outputs.items()},
+                "paths": self.paths,
+                "lag_frames": summarize(self.lag_frames) if self.lag_frames else None,
+                "stages": {name: summarize(values) for name, values in self.stage_ms.items()},
+                "sink_failures": self.sink_failures}
+
+    def format(self) -> str:
+        lines = [f"frames: read {self.frames_read}, processed {self.frames_processed}, dropped "
+                 f"{self.dropped} (live source)  |  {self.fps:.1f} FPS over {self.wall_s:.1f} s"
+                 f"  |  stopped by {self.stopped_by}"]
+        for name, tally in self.outputs.items():
+            lost = "" if tally.error is None else \
+                f", LOST at frame {tally.lost_at_frame}: {tally.error}"
+            lines.append(f"output {name}: written {tally.written}{lost}")
+        lines += [f"refine paths: {self.paths or '-'}",
+                 f"{'stage':<11}{'mean ms':>9}{'p50':>9}{'p95':>9}{'count':>8}"]
+        for name in REPORT_STAGES:
+            values = self.stage_ms.get(name)
+            if values:
+                s = summarize(values)
+                lines.append(f"{name:<11}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}"
+                             f"{s['count']:>8}")
+        if self.lag_frames:
+            lines.append(f"overlay lag behind newest capture: p50 {np.median(self.lag_frames):.0f}"
+                         f", max {max(self.lag_frames)} frames")
+        return "\n".join(lines)
+
+
+class Pipeline:
+    """The frame recipe: capture -> infer -> refine -> draw + outputs. The plumbing (threads,
+    queues, the refine worker process, drops, failures, shutdown) is edge/live/stages.py's."""
+
+    def __init__(self, source: FrameSource, segmenter: Segmenter, sinks: list[FrameSink],
+                 options: LoopOptions, stop: threading.Event | None = None) -> None:
+        self.source, self.segmenter, self.sinks = source, segmenter, list(sinks)
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks})
+        self._runner = StageRunner(source.live, options.queue_depth, self.stop)
+        self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
+
+    def run(self) -> RunReport:
+        started = time.perf_counter()
+        try:
+            self._runner.run(self._capture(),
+                             [Stage("infer", self._infer),
+                              Stage("refine", self._refine, self.segmenter.refine_worker)],
+                             self._draw_and_output)
+        finally:
+            self.report.wall_s = time.perf_counter() - started
+            self.report.dropped = self._dropped()
+            # Read = everything the source delivered, including frames it overwrote itself.
+            self.report.frames_read = self._runner.taken + self.source.dropped
+        return self.report
+
+    # --- the recipe: one function per stage ---------------------------------------------------
+
+    def _capture(self):
+        limit = self.options.frames
+        while not self.stop.is_set() and not (limit and self._runner.taken >= limit):
+            times = StageTimes()
+            with times.stage("capture"):
+                frame = self.source.read()
+            if frame is not None:
+                yield _Item(frame, times)
+            elif self.source.ended:
+                break  # else: a live source with nothing new yet
+        if self.stop.is_set() and self.report.stopped_by == "end of source":
+            self.report.stopped_by = "stop request"
+        elif limit and self._runner.taken >= limit:
+            self.report.stopped_by = f"--frames {limit}"
+
+    def _infer(self, item: _Item) -> _Item:
+        item.prediction = self.segmenter.infer(item.frame.image, item.times)
+        return item
+
+    def _refine(self, item: _Item) -> _Item:
+        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+        return item
+
+    def _draw_and_output(self, item: _Item) -> None:
+        frame, result, times = item.frame, item.result, item.times
+        self._output_times.append(time.perf_counter())
+        hud = self._hud(result, times)
+        with times.stage("draw"):
+            overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
+                                   result.cam01, hud)
+        record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
+        with times.stage("output"):
+            self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
+                                        record, frame.image))
+        self._account(frame, result, times)
+        self.segmenter.observe_frame(times)
+        if self.options.print_frames:
+            print(_frame_line(record), flush=True)
+        if any(sink.wants_stop for sink in self.sinks):
+            self.report.stopped_by = "display window closed"
+            self.stop.set()
+        if self.report.outputs and not self.sinks:  # every output it had has failed
+            self.report.stopped_by = "no output left"
+            self.stop.set()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _lag(self, frame: Frame) -> int | None:
+        """Frames the overlay trails the newest capture; only meaningful for live sources
+        (files are read ahead on purpose and every frame is shown)."""
+        return max(0, self.source.latest_index - frame.index) if self.source.live else None
+
+    def _dropped(self) -> int:
+        """Live frames never shown: overwritten in the capture thread or stale in a queue."""
+        return self.source.dropped + self._runner.dropped
+
+    def _write_all(self, out: OutputFrame) -> None:
+        for sink in list(self.sinks):
+            tally = self.report.outputs[sink.name]
+            try:
+                sink.write(out)
+                tally.written += 1
+            except (SinkError, OSError) as exc:
+                message = str(exc) if isinstance(exc, SinkError) else \
+                    f"output {sink.name}: {exc.strerror or exc}"
+                tally.lost_at_frame, tally.error = out.index, message
+                self.report.sink_failures.append(message)
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+                if self.options.sink_error_policy == "stop":
+                    print(f"rustseg: {message}; stopping cleanly (loop.sink_error_policy=stop)",
+                          file=sys.stderr)
+                    self.report.stopped_by = f"output failure ({sink.name})"
+                    self.stop.set()
+                else:
+                    print(f"rustseg: {message}; dropped that output and going on "
+                          "(loop.sink_error_policy=drop)", file=sys.stderr)
+        self.report.frames_processed += 1
+
+    def _hud(self, result, times: StageTimes) -> HudStats:
+        window = self._output_times
+        fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
+            window[-1] > window[0] else 0.0
+        return HudStats(fps, dict(times.ms), result.score, result.corroded_fraction,
+                        result.path, self._dropped())
+
+    def _record(self, frame: Frame, result, times: StageTimes) -> dict:
+        return {"index": frame.index, "name": frame.name,
+                "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
+                "score": round(result.score, 5), "valid": result.valid,
+                "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
+                "ms": {k: round(v, 3) for k, v in times.ms.items()},
+                "dropped": self._dropped(),
+                "lag_frames": self._lag(frame)}
+
+    def _account(self, frame: Frame, result, times: StageTimes) -> None:
+        for name, ms in times.ms.items():
+            self.report.stage_ms.setdefault(name, []).append(ms)
+        self.report.stage_ms.setdefault("latency", []).append(
+            (time.time() - frame.captured_at) * 1000.0)
+        if self.source.live:
+            self.report.lag_frames.append(self._lag(frame))
+        self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
+
+
+def _close_quietly(sink: FrameSink) -> None:
+    try:
+        sink.close()
+    except (RustsegError, OSError):
+        pass  # the sink already failed; its error has been reported
+
+
+def _frame_line(record: dict) -> str:
+    ms = record["ms"]
+    stages = " ".join(f"{k} {v:.1f}" for k, v in ms.items())
+    return (f"frame {record['index']:>5} {record['name']}: corrosion {record['score']:.2f} "
+            f"area {100 * record['corroded_fraction']:5.1f}% {record['path']:<7} | {stages} ms")

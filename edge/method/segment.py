@@ -1,0 +1,100 @@
+"""One frame through the method: preprocess -> model (score, CAM, seg) -> gate -> refine -> mask.
+
+Shared by `rustseg eval`, `rustseg run` and `rustseg bench`, so all three measure and produce
+exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import Config, resolve_resource
+from edge.method.gate import MaskGate
+from edge.method.model import CorrosionModel
+from edge.method.paths import SKIPPED_PATH
+from edge.method.profiler import StageTimes
+from edge.method.refine.base import Refiner
+from edge.method.refine.factory import gil_holding_paths, make_refiner
+from edge.method.refine.worker import RefineWorker
+
+_NOT_IN_BUDGET = ("refine", "capture")   # stages left out of `auto`'s per-frame budget
+
+
+@dataclass
+class FrameResult:
+    score: float
+    cam01: np.ndarray            # float32 [h, w] at model resolution
+    mask: np.ndarray             # bool [H, W] at frame resolution
+    path: str                    # none | light | full | skipped
+    valid: bool                  # False when the model produced NaN/Inf for this frame
+    times: StageTimes
+
+    @property
+    def corroded_fraction(self) -> float:
+        return float(np.count_nonzero(self.mask)) / self.mask.size if self.mask.size else 0.0
+
+
+class Segmenter:
+    """Model + gate + refiner; `segment(frame_bgr)` times each stage it runs.
+
+    The refiner gets the best evidence the model has: `seg` from a v2 model, else the CAM.
+    Without a `gate`, the model card's threshold alone decides (the v1 behaviour).
+    """
+
+    def __init__(self, model: CorrosionModel, refiner: Refiner,
+                 gate: MaskGate | None = None, refine_worker=None) -> None:
+        self.model, self.refiner = model, refiner
+        self.gate = gate if gate is not None else MaskGate(model.threshold)
+        # The worker process the refiner's GIL-holding paths run in (None: they run here).
+        # Whoever runs frames starts and closes it (edge/live/stages.py does, around the run).
+        self.refine_worker = refine_worker
+
+    def infer(self, frame_bgr: np.ndarray, times: StageTimes):
+        with times.stage("preprocess"):
+            image_rgb = self.model.preprocess(frame_bgr)
+        with times.stage("invoke"):
+            return self.model.infer(image_rgb)
+
+    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
+        if not self.gate.opens(prediction):
+            # No corrosion in this frame: an empty mask, and no time spent refining.
+            mask = np.zeros(frame_bgr.shape[:2], bool)
+            path = SKIPPED_PATH
+        else:
+            with times.stage("refine"):
+                result = self.refiner.refine(prediction.evidence01, frame_bgr)
+            mask, path = result.mask, result.path
+        return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
+                           times)
+
+    def observe_frame(self, times: StageTimes) -> None:
+        """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
+
+        The budget bounds how old the overlay is, not only the frame rate: a frame's age is the
+        sum of its stages (overlap helps throughput, not age), so it gets the sum of every stage
+        but refine itself; capture is mostly waiting for the camera, not work, so it does not
+        count either."""
+        others_ms = sum(ms for name, ms in times.ms.items() if name not in _NOT_IN_BUDGET)
+        self.refiner.observe_frame_time(others_ms / 1000.0)
+
+    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
+        times = times if times is not None else StageTimes()
+        return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
+
+
+def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
+    """The configured model, refine path and mask gate (shared by run, eval and bench).
+
+    With `allow_worker` (run, bench) and refine.worker = process, the paths that hold the GIL
+    run in a RefineWorker (not started yet); eval refines photo by photo and keeps them here."""
+    model = CorrosionModel(resolve_resource(config.model.path), config.model.threads,
+                           config.model.runtime)
+    worker = None
+    in_worker = gil_holding_paths(config.refine.mode)
+    if allow_worker and config.refine.worker == "process" and in_worker:
+        worker = RefineWorker(config.refine, in_worker)
+    return Segmenter(model, make_refiner(config.refine.mode, config.refine,
+                                         config.loop.target_fps, worker),
+                     MaskGate.from_config(model.threshold, config.gate), worker)

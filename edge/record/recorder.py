@@ -1,0 +1,187 @@
+"""Writes one run record (layout: edge/record/layout.py) while `rustseg run --record DIR` runs.
+
+The record is three sinks on the loop (overlay video, frames.jsonl, findings) plus two files
+the recorder writes itself: run.json when the run starts, and summary.json, reserved at start
+as "running" and rewritten in place at the end however the run ended (end of source, Ctrl-C,
+SIGTERM, a full disk, an error), so that the disk filling up cannot keep it from being said.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from edge.config import Config
+from edge.errors import ConfigError, RustsegError
+from edge.method.modelcard import file_sha256
+from edge.record.findings import FindingRule, FindingSink
+from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
+                         ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
+                         flight_stats)
+from edge.outputs import FrameSink, JsonlLogSink, VideoFileSink
+from edge.writable import disk_full, make_folder, write_atomic
+
+_SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at the end
+
+
+class RunRecorder:
+    """Build before the source opens (fails fast), `begin` once the source is open and the
+    overwrite check has passed, `finish` in a finally."""
+
+    def __init__(self, layout: RecordLayout, config: Config, source_uri: str,
+                 replace: bool = False) -> None:
+        _check_folder(layout, replace)
+        self.layout, self.config, self.source_uri = layout, config, source_uri
+        self.findings = FindingSink(layout, FindingRule(config.record.finding_min_area,
+                                                        config.record.finding_gap_frames))
+        self.sinks: list[FrameSink] = [VideoFileSink(layout.overlay_video, config.loop.target_fps),
+                                       JsonlLogSink(layout.frames_log), self.findings]
+        self.started_at: float | None = None
+        self._run: dict = {}
+
+    def begin(self, source, segmenter) -> None:
+        """Write run.json and reserve summary.json; tell the findings where photos are.
+        Called after the overwrite check, so an old record is only cleared then."""
+        if self.layout.is_record():
+            _clear_old_record(self.layout)
+        files = dict((name, path) for path, name in source.input_files() if name is not None)
+        if files:  # a photo folder: each photo its own view, and perhaps geotagged
+            from edge.record.positions import read_position
+            self.findings.rule = FindingRule(self.config.record.finding_min_area,
+                                             self.config.record.finding_gap_photos)
+            self.findings.source_file = files.get
+            self.findings.locate = lambda name: read_position(files[name]) \
+                if name in files else None
+        self.started_at = time.time()
+        self._run = {"format": RECORD_FORMAT, "source": self.source_uri,
+                     "source_kind": "photos" if files else "video or camera",
+                     "started_at": self.started_at, "ended_at": None,
+                     "model": _model_facts(segmenter.model), "versions": _versions(segmenter),
+                     "finding_rule": {"min_area": self.findings.rule.min_area,
+                                      "gap": self.findings.rule.gap},
+                     "config": dataclasses.asdict(self.config)}
+        _write_json(self.layout.run_json, self._run)
+        with open(self.layout.summary_json, "wb") as file:
+            file.write(_padded({"format": RECORD_FORMAT, "ended": ENDED_RUNNING,
+                                "complete": False, "started_at": self.started_at}))
+            file.flush()
+            os.fsync(file.fileno())
+
+    def finish(self, report, failure: BaseException | None) -> dict:
+        """Write the final summary.json (in place) and run.json's end time; return the summary."""
+        ended_at = time.time()
+        frames = self.layout.read_frames() if self.layout.frames_log.is_file() else []
+        ended = _how_it_ended(report, failure, self.layout.root)
+        kept_all = report is not None and not report.lost_outputs and failure is None
+        summary = {"format": RECORD_FORMAT, "ended": ended,
+                   "complete": ended in NORMAL_ENDS and kept_all,
+                   "every_output_kept_every_frame": kept_all,
+                   "stopped_by": report.stopped_by if report else None,
+                   "error": _one_line(failure) if failure else None,
+                   "started_at": self.started_at, "ended_at": ended_at,
+                   "flight": flight_stats(frames), "findings": self.findings.count,
+                   "run": report.summary() if report else None, "written_by": "rustseg run"}
+        _rewrite_in_place(self.layout.summary_json, summary)
+        self._run["ended_at"] = ended_at
+        try:
+            _write_json(self.layout.run_json, self._run)
+        except OSError:
+            pass  # a full disk: summary.json (rewritten in place) already holds the end time
+        return summary
+
+
+def _check_folder(layout: RecordLayout, replace: bool) -> None:
+    """The record gets a folder of its own: a new or empty one, or (replace) an old record."""
+    root = layout.root
+    try:
+        make_folder(root)
+    except OSError as exc:
+        raise ConfigError(f"--record {root}: cannot create the folder ({exc.strerror})") from None
+    if any(root.iterdir()) and not (replace and layout.is_record()):
+        raise ConfigError(f"--record {root}: the folder is not empty; a record gets a new or "
+                          "empty folder (nothing already there is written over)")
+
+
+def _clear_old_record(layout: RecordLayout) -> None:
+    """Remove the files an earlier record in this folder has (nothing else is touched)."""
+    for path in (layout.findings_dir, layout.report_files):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (layout.overlay_video, layout.frames_log, layout.run_json, layout.summary_json,
+                 layout.report_html, layout.findings_csv, layout.findings_geojson):
+        path.unlink(missing_ok=True)
+    make_folder(layout.findings_dir)
+
+
+def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
+    if failure is not None:
+        if isinstance(failure, KeyboardInterrupt):
+            return ENDED_SIGINT
+        return ENDED_DISK_FULL if disk_full(root) else ENDED_ERROR
+    if report.interrupted_by:
+        return report.interrupted_by
+    if report.lost_outputs:
+        return ENDED_DISK_FULL if disk_full(root) else ENDED_OUTPUT_LOST
+    if report.stopped_by.startswith("--frames"):
+        return ENDED_FRAME_LIMIT
+    return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as the CLI would show it: our own errors are already one readable line."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(exc, RustsegError) and first else \
+        f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def _model_facts(model) -> dict:
+    card_path = model.card.path_for(model.path) if model.card else None
+    return {"path": str(model.path), "runtime": model.runtime,
+            "model_sha256": model.card.model_sha256 if model.card else None,
+            "card": str(card_path) if card_path else None,
+            "card_sha256": _sha256_file(card_path) if card_path else None,
+            "contract": model.contract, "threshold": model.threshold}
+
+
+def _versions(segmenter) -> dict:
+    import cv2
+    import numpy as np
+
+    from edge import __version__
+    runtime_module = sys.modules.get(segmenter.model.runtime.split(".")[0])
+    return {"rustseg": __version__, "python": platform.python_version(),
+            "platform": platform.platform(), "numpy": np.__version__, "opencv": cv2.__version__,
+            "runtime": segmenter.model.runtime,
+            "runtime_version": getattr(runtime_module, "__version__", None)}
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return file_sha256(Path(path))
+    except OSError:
+        return None
+
+
+def _write_json(path: Path, value: dict) -> None:
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def _padded(value: dict) -> bytes:
+    data = (json.dumps(value, indent=2) + "\n").encode()
+    return data + b" " * max(0, _SUMMARY_RESERVED_BYTES - len(data))
+
+
+def _rewrite_in_place(path: Path, value: dict) -> None:
+    """Overwrite the reserved bytes (no new disk blocks needed), then cut off the padding."""
+    data = (json.dumps(value, indent=2) + "\n").encode()
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate(len(data))
+        file.flush()
+        os.fsync(file.fileno())
