@@ -87,6 +87,8 @@ mount_into_root() {
     fi
     mount --bind "$CACHE/pip-cache" "$ROOT/var/cache/pip"; MOUNTED+=("$ROOT/var/cache/pip")
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    # pip in the root trusts what this machine trusts (a TLS-inspecting proxy's CA, say).
+    cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host-ca-certificates.crt"
 }
 unmount_root() {
     local i
@@ -100,6 +102,7 @@ trap unmount_root EXIT
 in_root() {   # run a shell command inside the arm64 root, niced: it shares the machine
     chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         LANG=C.UTF-8 PIP_CACHE_DIR=/var/cache/pip PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        PIP_CERT=/etc/ssl/host-ca-certificates.crt \
         nice -n 15 /bin/bash -euo pipefail -c "$1"
 }
 

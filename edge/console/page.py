@@ -29,6 +29,8 @@ h2{font-size:13px;margin:0 0 6px;color:#aaa;text-transform:uppercase;letter-spac
 #state.STALE{background:#b36b00;color:#fff}
 #state.DISCONNECTED{background:#a00;color:#fff}
 #w{background:#a00;color:#fff;padding:8px 12px;font-weight:bold}
+#notice{background:#b36b00;color:#fff;padding:8px 12px;font-weight:bold}
+#notice[hidden]{display:none}
 main{display:grid;grid-template-columns:minmax(0,1fr);gap:12px;padding:12px}
 @media (min-width:900px){main{grid-template-columns:minmax(0,3fr) minmax(300px,1fr)}}
 @media (min-width:1600px){main{grid-template-columns:minmax(0,3fr) 420px}}
@@ -177,6 +179,9 @@ async function poll() {{
     }}
     numbers(s, f);
     findings(s.findings ?? []);
+    const notices = s.notices ?? [];  // e.g. the record's video stopped at the free-space reserve
+    $('notice').hidden = notices.length === 0;
+    $('notice').textContent = notices.join(' | ');
   }} catch (e) {{
     streamOk = false;
     show('DISCONNECTED', 'the run is not serving (stopped or lost); retrying');
@@ -195,7 +200,8 @@ _BODY = """<!doctype html>
 </head><body>
 <header><h1>RustSEG Edge &middot; live corrosion console</h1>
 <div id="state" class="CONNECTING">CONNECTING</div></header>
-{warning}<main id="live" class="CONNECTING">
+{warning}<div id="notice" role="status" hidden></div>
+<main id="live" class="CONNECTING">
 <section><img id="v" src="/stream.mjpg{query}" alt="live corrosion overlay"></section>
 <aside>
 <section class="panel"><h2>Now</h2><div id="numbers">{numbers}</div><p id="why"></p></section>

@@ -8,6 +8,7 @@ No output is allowed to write over a source file: that is checked before anythin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -18,10 +19,12 @@ from pathlib import Path
 
 from edge.config import Config
 from edge.console.server import HttpFeedSink
+from edge.live.notify import SystemdNotifySink
 from edge.live.pipeline import LoopOptions, Pipeline, RunReport
 from edge.method.segment import Segmenter, build_segmenter
 from edge.outputs import JsonlLogSink, MaskFolderSink, open_output
 from edge.outputs.footage_guard import check_no_overwrite
+from edge.record.catalogue import new_record_folder
 from edge.record.layout import RecordLayout
 from edge.record.recorder import RunRecorder
 from edge.sources import open_source
@@ -40,6 +43,7 @@ class RunRequest:
     print_frames: bool = True
     record: str | None = None        # run record folder (edge/record/layout.py)
     replace_record: bool = False     # a folder holding an earlier record is emptied first
+    record_root: str | None = None   # no `record`: a new record folder under this one
 
 
 @contextmanager
@@ -76,6 +80,10 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     """Open everything, run the pipeline, close everything (in finally), return the report.
     With a record, its summary.json is written once every output is closed, however it ended."""
     segmenter = build_segmenter(config, allow_worker=True)
+    new_folder = None
+    if request.record_root and not request.record:
+        new_folder = new_record_folder(Path(request.record_root))
+        request = dataclasses.replace(request, record=str(new_folder))
     recorder = RunRecorder(RecordLayout(Path(request.record)), config, request.source,
                            request.replace_record) if request.record else None
     report, failure = None, None
@@ -93,6 +101,17 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
                 if failure is None:
                     raise  # the summary could not be written: not a success
                 # else the run's own failure is the one to report
+        elif new_folder is not None:
+            _remove_if_empty(new_folder)  # the source never opened: no record, no litter
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A service whose camera is missing restarts every few seconds; each try made a folder
+    for its record. rmdir removes only an empty one, so no record can ever be lost here."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
@@ -120,6 +139,9 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         if recorder is not None:
             sinks += [stack.push(sink) for sink in recorder.sinks]
+        notify = SystemdNotifySink.from_environment()
+        if notify is not None:  # last: its start() says READY=1 once everything else started
+            sinks.append(stack.push(notify))
         print(f"opening source {request.source}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
@@ -127,6 +149,9 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         check_no_overwrite(source.input_files(), sinks)  # before anything is written
         if recorder is not None:
             recorder.begin(source, segmenter)
+            print(f"record {recorder.layout.root}: {recorder.free_mb_at_start:.0f} MB free, "
+                  f"the video stops under {config.record.reserve_mb:g} MB (record.reserve_mb)",
+                  file=sys.stderr, flush=True)
         for sink in sinks:
             sink.start()
         for sink in sinks:
