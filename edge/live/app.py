@@ -107,11 +107,13 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
 
 def _remove_if_empty(folder: Path) -> None:
     """A service whose camera is missing restarts every few seconds; each try made a folder
-    for its record. rmdir removes only an empty one, so no record can ever be lost here."""
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+    (and an empty findings/) for its record. Only empty folders are removed (rmdir), never a
+    file, so no record can ever be lost here."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+        try:
+            path.rmdir()
+        except OSError:
+            pass  # a file, or a folder that holds one: kept
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
