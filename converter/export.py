@@ -274,10 +274,15 @@ def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.nd
     ref_scores, ref_cams = reference_gradcam_pp(sized, cam_layer, images)
     runner = CorrosionModel(model_path, threads=1, require_card=False)
     score_diff, cam_max_diff, correlations, ious = [], [], [], []
-    seg_max_diff, seg_ious = [], []
+    seg_max_diff, seg_ious, state_max_diff, state_order = [], [], [], []
     ref_segs = keras_seg(sized, images) if has_head(sized) else [None] * len(images)
-    for image, ref_score, ref_cam, ref_seg in zip(images, ref_scores, ref_cams, ref_segs):
-        score, cam, seg = runner.invoke_rgb(image)
+    ref_states = keras_states(sized, images) if has_states(sized) else [None] * len(images)
+    for image, ref_score, ref_cam, ref_seg, ref_state in zip(images, ref_scores, ref_cams,
+                                                              ref_segs, ref_states):
+        score, cam, seg, state = runner.invoke_rgb(image)
+        if ref_state is not None:
+            state_max_diff.append(float(np.abs(state - ref_state).max()))
+            state_order.append(float(np.diff(state, axis=-1).max()))
         score_diff.append(abs(score - ref_score))
         cam_max_diff.append(float(np.abs(cam - ref_cam).max()))
         correlations.append(_correlation(cam, ref_cam))
@@ -295,7 +300,17 @@ def fidelity(model: keras.Model, cam_layer: str, model_path: Path, images: np.nd
     if seg_max_diff:
         report.update({"seg_max_abs_diff": float(np.max(seg_max_diff)),
                        "seg_mask_iou_at_0.5_min": float(np.min(seg_ious))})
+    if state_max_diff:
+        # The largest rise from one state's channel to the next: <= 0 means the order held.
+        report.update({"state_max_abs_diff": float(np.max(state_max_diff)),
+                       "state_channel_rise_max": float(np.max(state_order))})
     return report
+
+
+def keras_states(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The Keras state head's cumulative maps [N, h, w, 3] for uint8 RGB images."""
+    state_model = keras.Model(model.input, model.get_layer(STATE_LAYER).output)
+    return state_model.predict(images.astype(np.float32), verbose=0)
 
 
 def keras_seg(model: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -358,6 +373,8 @@ def export(request: ExportRequest) -> dict:
         report = fidelity(model, request.cam_layer, out, verify)
     cam_shape = frozen.output_shape("cam")
     v2 = "seg" in frozen.output_names
+    v3 = "state" in frozen.output_names
+    trained = sidecar(request.model, ".metrics.json")
     card = ModelCard(
         labels=["no_corrosion", "corrosion"],
         threshold=request.threshold if request.threshold is not None else
@@ -370,9 +387,11 @@ def export(request: ExportRequest) -> dict:
         model_sha256=sha256_hex(model_bytes), fidelity=report,
         notes=f"exported {datetime.date.today().isoformat()} from {Path(request.model).name}. "
               f"{_QUANT_NOTES[request.quant]}",
-        contract=2 if v2 else 1,
+        contract=3 if v3 else 2 if v2 else 1,
         seg_size=[int(v) for v in frozen.output_shape("seg")[1:3]] if v2 else None,
-        student=sidecar(request.model, ".metrics.json").get("student", {}) if v2 else {})
+        student=trained.get("student", {}) if v2 else {},
+        state_size=[int(v) for v in frozen.output_shape("state")[1:3]] if v3 else None,
+        states=trained.get("states", {}) if v3 else {})
     card.write(out)
     return report
 
@@ -400,4 +419,7 @@ def _training_record(model_path: str) -> dict:
 def _backbone_description(model: keras.Model) -> str:
     head = (f"; seg head on the same features, stride {SEG_STRIDE} -> sigmoid"
             if has_head(model) else "")
+    if has_states(model):
+        head += (f"; state head on the same features, stride {SEG_STRIDE} -> chained sigmoids "
+                 "P(>= Fair) >= P(>= Poor) >= P(>= Severe)")
     return f"MobileNetV2 ({model.name}), GAP -> Dense(1) logit -> sigmoid{head}"

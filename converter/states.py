@@ -37,28 +37,11 @@ import tensorflow as tf
 
 from converter.model import LOGIT_LAYER
 from converter.student import FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, feature_model, head_logits
+from edge.data.imageio import read_state_mask
+from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
 STATE_LAYER = "state"
-STATE_NAMES = ("fair", "poor", "severe")
 _STATE_WIDTH = 48  # channels of the state head (the seg head has 64; states are a finer cut)
-
-# vt_corrosion palette as OpenCV reads it (BGR): Fair (0,0,128), Poor (0,128,0),
-# Severe (0,128,128). A channel above half its palette level counts as set.
-_CHANNEL_ON = 64
-
-
-def state_mask_from_bgr(mask_bgr: np.ndarray) -> np.ndarray:
-    """A vt_corrosion palette mask (uint8 BGR [H, W, 3]) -> uint8 [H, W]: 0 background,
-    1 Fair, 2 Poor, 3 Severe. Any other non-black colour counts as Fair (corrosion of an
-    unknown state is at least Fair)."""
-    green = mask_bgr[..., 1] >= _CHANNEL_ON
-    red = mask_bgr[..., 2] >= _CHANNEL_ON
-    states = np.zeros(mask_bgr.shape[:2], np.uint8)
-    states[mask_bgr.max(axis=2) > 0] = 1
-    states[green & ~red] = 2
-    states[green & red] = 3
-    return states
-
 
 @dataclass(frozen=True)
 class StateTraining:
@@ -196,14 +179,6 @@ def tile_mil_loss(settings: StateTraining):
 # --- data ------------------------------------------------------------------------------
 
 
-def read_state_mask(path: str | Path) -> np.ndarray:
-    data = np.fromfile(str(path), np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if mask is None:
-        raise ValueError(f"mask {path} is missing or not a readable image")
-    return state_mask_from_bgr(mask)
-
-
 def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 RGB images [N, S, S, 3] squashed to `side` and state masks [N, S, S], with
     `crops` half-size crops of each photo resized to full size (close-range views)."""
@@ -279,15 +254,6 @@ def train_state_head(maps: list[np.ndarray], states: np.ndarray, settings: State
     return head
 
 
-def state_levels(cumulative: np.ndarray, thresholds: tuple[float, float]) -> np.ndarray:
-    """Cumulative maps [..., 3] -> level 1..3 per cell for cells that are corroded: 1 Fair,
-    +1 where P(>= Poor) reaches thresholds[0], +1 more where P(>= Severe) also reaches
-    thresholds[1]. (Mirrors the device rule in edge; kept here for tuning without edge.)"""
-    poor = cumulative[..., 1] >= thresholds[0]
-    severe = poor & (cumulative[..., 2] >= thresholds[1])
-    return (1 + poor.astype(np.uint8) + severe.astype(np.uint8)).astype(np.uint8)
-
-
 def as_dict(settings: StateTraining) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
 
@@ -306,14 +272,6 @@ def split_tune(pairs, check_fraction: float) -> tuple[list, list]:
     return fit, check
 
 
-def worst_state(levels: np.ndarray, min_share: float) -> int:
-    """The worst state (0..3) that covers at least `min_share` of the frame; 0 if none."""
-    for level in (3, 2, 1):
-        if np.mean(levels >= level) >= min_share:
-            return level
-    return 0
-
-
 def choose_thresholds(cumulative: np.ndarray, corroded: np.ndarray, truth: np.ndarray
                       ) -> tuple[tuple[float, float], float]:
     """The (Poor, Severe) thresholds with the best mean per-state IoU on the check photos.
@@ -321,10 +279,11 @@ def choose_thresholds(cumulative: np.ndarray, corroded: np.ndarray, truth: np.nd
     cumulative [N, S, S, 3] at mask resolution, corroded bool [N, S, S] (the model's own
     binary mask), truth uint8 [N, S, S]. Returns (thresholds, that mean IoU)."""
     grid = np.concatenate([[0.01, 0.02, 0.03, 0.04], np.round(np.arange(0.05, 0.96, 0.05), 2)])
+    upper = cumulative[..., 1:3]
     best = ((0.5, 0.5), -1.0)
     for t_poor in grid:
         for t_severe in grid:
-            levels = np.where(corroded, state_levels(cumulative, (t_poor, t_severe)), 0)
+            levels = levels_in_mask(upper, corroded, StateThresholds(t_poor, t_severe))
             score = float(np.mean(per_state_iou(levels, truth)))
             if score > best[1]:
                 best = ((float(t_poor), float(t_severe)), score)
@@ -377,7 +336,7 @@ def fit_and_measure(model: keras.Model, fit, check, settings: StateTraining, sid
     corroded = upsample(seg, side) >= 0.5
     cumulative = upsample(cumulative, side)
     thresholds, mean_iou = choose_thresholds(cumulative, corroded, check[1])
-    levels = np.where(corroded, state_levels(cumulative, thresholds), 0)
+    levels = levels_in_mask(cumulative[..., 1:3], corroded, StateThresholds(*thresholds))
     truth_worst = [worst_state(t, settings.min_share) for t in check[1]]
     predicted_worst = [worst_state(p, settings.min_share) for p in levels]
     from sklearn.metrics import balanced_accuracy_score

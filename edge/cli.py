@@ -129,6 +129,13 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p.add_argument("--cache", default="build/pseudo", help="folder caching the teacher's maps")
     option(p, "--epochs", "student.epochs", metavar="N")
 
+    p = command("states", "tile tags of condition states -> a state head in a v2 model "
+                "(model contract v3; needs the train extra)")
+    p.add_argument("--model", required=True, help="a v2 NAME.keras from `rustseg distill`")
+    p.add_argument("--photos-from", required=True, help="images+masks folder with condition-"
+                   "state masks: only its tune photos are read, and only as tile tags")
+    p.add_argument("--out", required=True, help="output stem, e.g. models/NAME (NAME.keras)")
+
     p = command("export", "export TFLite with Grad-CAM++ inside the graph (needs the train extra)")
     p.add_argument("--model", required=True, help="trained NAME.keras")
     p.add_argument("--out", required=True, help="output NAME.tflite (card: NAME.json)")
@@ -303,7 +310,8 @@ def _config_flag(argv: list[str]) -> str | None:
 
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
-    handler = {"train": _train, "distill": _distill, "export": _export, "eval": _eval, "run": _run, "demo": _demo,
+    handler = {"train": _train, "distill": _distill, "states": _states, "export": _export,
+               "eval": _eval, "run": _run, "demo": _demo,
                "report": _write_report, "records": _records, "service": _service,
                "bench": _bench, "batch": _batch, "config": _show_config}[args.command]
     return handler(args, config)
@@ -347,6 +355,20 @@ def _distill(args, config: Config) -> int:
     print(f"pseudo labels: {student['pseudo_label_data']}; ignored share "
           f"{student['ignored_share']:.3f}; final loss {student['final_loss']:.4f}; wrote "
           f"{Path(args.out).with_suffix('.keras')} (export it to get the seg output)")
+    return 0
+
+
+def _states(args, config: Config) -> int:
+    _require_tensorflow("states")
+    from edge import workstation
+
+    states = workstation.states(args.model, args.photos_from, args.out, config)["states"]
+    measured = states["check_measurements"]
+    print(f"state head learnt from tile tags of {states['n_fit_photos']} tune photos; on "
+          f"{states['n_check_photos']} check photos: IoU per state (fair, poor, severe) "
+          f"{', '.join(f'{v:.3f}' for v in measured['state_iou'])}, thresholds poor "
+          f"{states['thresholds']['poor']}, severe {states['thresholds']['severe']}; wrote "
+          f"{Path(args.out).with_suffix('.keras')} (export it to get the state output)")
     return 0
 
 

@@ -207,11 +207,22 @@ class LoopConfig:
 class OverlayConfig:
     colour_bgr: tuple[int, int, int] = spec("mask fill and outline colour, B,G,R 0..255",
                                             range=(0, 255))
+    fair_bgr: tuple[int, int, int] = spec("v3 models: colour of Fair (CS2) rust, B,G,R 0..255",
+                                          range=(0, 255))
+    poor_bgr: tuple[int, int, int] = spec("v3 models: colour of Poor (CS3) rust, B,G,R 0..255",
+                                          range=(0, 255))
+    severe_bgr: tuple[int, int, int] = spec("v3 models: colour of Severe (CS4) rust, B,G,R "
+                                            "0..255", range=(0, 255))
     alpha: float = spec("opacity of the mask fill", range=(0.0, 1.0))
     outline_px: int = spec("outline thickness at 640 px wide; scales with frame width",
                            range=(0, 20))
     heatmap: bool = spec("blend the Grad-CAM++ heatmap under the mask")
     hud: bool = spec("draw the FPS / stage timing / score panel")
+
+    @property
+    def state_colours_bgr(self) -> tuple[tuple[int, int, int], ...]:
+        """Fair, Poor, Severe, in the order of the state values 1, 2, 3."""
+        return self.fair_bgr, self.poor_bgr, self.severe_bgr
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,14 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class StillsConfig:
+    tile_grid: int = spec("photos (folders, globs, `rustseg eval`, batch over photos): the "
+                          "model also reads a GRID x GRID set of overlapping half-size crops "
+                          "and averages their seg and state in place; 0 = off (one invoke)",
+                          range=(0, 5))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     source: str = spec("source URI of `rustseg demo`")
     out_dir: str = spec("folder the demo writes its run record (demo_record/) into")
@@ -281,6 +300,7 @@ class Config:
     data: DataConfig
     record: RecordConfig
     service: ServiceConfig
+    stills: StillsConfig
     demo: DemoConfig
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":

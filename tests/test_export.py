@@ -86,7 +86,7 @@ def test_float32_cam_and_score_match_the_reference(tiny_keras, exported):
     scores, cams = reference_gradcam_pp(model, CAM_LAYER, images)
     runtime = CorrosionModel(exported("float32"), threads=1)
     for image, score, cam in zip(images, scores, cams):
-        ours_score, ours_cam, _ = runtime.invoke_rgb(image)
+        ours_score, ours_cam = runtime.invoke_rgb(image)[:2]
         assert abs(ours_score - score) <= 1e-5
         assert np.abs(ours_cam - cam).max() <= 1e-4
         assert cam.max() == pytest.approx(1.0, abs=1e-6)  # normalised by its maximum
@@ -129,7 +129,7 @@ def test_closed_form_cam_at_the_last_feature_map_matches_the_gradient_tape(tiny_
     assert not [n for n in names if "gradient" in n.lower()]  # no backward pass in the graph
     runtime = CorrosionModel(out, threads=1)
     for image, ref_score, ref_cam in zip(images, ref_scores, ref_cams):
-        score, cam, _ = runtime.invoke_rgb(image)
+        score, cam = runtime.invoke_rgb(image)[:2]
         assert abs(score - ref_score) <= 1e-5
         np.testing.assert_allclose(cam, ref_cam, atol=1e-5)
 
@@ -205,7 +205,7 @@ def test_all_zero_cam_stays_zero_without_nan(tmp_path, cam_layer):
     out = tmp_path / "flat.tflite"
     export(ExportRequest(str(tmp_path / "flat.keras"), str(out), "float32", cam_layer, 64,
                          verify_images=0))
-    score, cam, _ = CorrosionModel(out, threads=1).invoke_rgb(_synthetic_rgb(1, 64)[0])
+    score, cam = CorrosionModel(out, threads=1).invoke_rgb(_synthetic_rgb(1, 64)[0])[:2]
     assert score == pytest.approx(0.5)
     assert np.isfinite(cam).all() and not cam.any()
 
@@ -286,7 +286,7 @@ def test_float32_export_of_the_trained_model_on_real_images(tmp_path):
     runtime = CorrosionModel(out, threads=1)
     worst = []
     for image, score, cam in zip(images, scores, cams):
-        ours_score, ours_cam, _ = runtime.invoke_rgb(image)
+        ours_score, ours_cam = runtime.invoke_rgb(image)[:2]
         assert abs(ours_score - score) <= 1e-5
         worst.append(float(np.abs(ours_cam - cam).max()))
     print("float32 real-image CAM max diffs", sorted(worst))

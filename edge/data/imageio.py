@@ -65,6 +65,34 @@ def read_mask(path: str | Path) -> np.ndarray:
     return mask.max(axis=2) > 0
 
 
+# vt_corrosion palette as OpenCV reads it (BGR): Fair (0,0,128), Poor (0,128,0),
+# Severe (0,128,128). A channel above half its palette level counts as set.
+_CHANNEL_ON = 64
+
+
+def read_state_mask(path: str | Path) -> np.ndarray:
+    """A condition-state mask as uint8 [H, W]: 0 background, 1 Fair, 2 Poor, 3 Severe."""
+    path = Path(path)
+    data = np.fromfile(str(path), np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    mask = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if mask is None:
+        raise DataError(f"mask {path} is missing or not a readable image")
+    return state_mask_from_bgr(mask)
+
+
+def state_mask_from_bgr(mask_bgr: np.ndarray) -> np.ndarray:
+    """A vt_corrosion palette mask (uint8 BGR [H, W, 3]) -> uint8 [H, W] states. Any other
+    non-black colour counts as Fair: corrosion of an unknown state is at least Fair, so a
+    binary mask (white = rust) reads as all Fair."""
+    palette = mask_bgr[..., 0] < _CHANNEL_ON          # no palette state uses blue
+    green = palette & (mask_bgr[..., 1] >= _CHANNEL_ON)
+    red = mask_bgr[..., 2] >= _CHANNEL_ON
+    states = (mask_bgr.max(axis=2) > 0).astype(np.uint8)
+    states[green & ~red] = 2
+    states[green & red] = 3
+    return states
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside `folder`, sorted by name."""
     folder = Path(folder)

@@ -95,6 +95,49 @@ def make_scene(height: int, width: int, seed: int,
     return frame, mask
 
 
+def make_state_scene(height: int, width: int, seed: int,
+                     options: SceneOptions = SceneOptions()) -> tuple[np.ndarray, np.ndarray]:
+    """A scene whose rust patches each have a condition state, drawn as inspectors see them:
+    (frame_bgr uint8 [H, W, 3], states uint8 [H, W]: 0 background, 1 Fair, 2 Poor, 3 Severe).
+
+    Fair is a thin, light stain; Poor is darker scale with pitting; Severe is dark, heavily
+    pitted pack rust. A later patch paints over an earlier one, and the map says so."""
+    rng = np.random.default_rng(seed)
+    surface = options.surface or SURFACES[rng.integers(len(SURFACES))]
+    frame = _surface(rng, height, width, surface)
+    _draw_structure(rng, frame)
+    states = np.zeros((height, width), np.uint8)
+    if options.rust:
+        for _ in range(int(rng.integers(1, max(1, options.max_patches) + 1))):
+            level = int(rng.integers(1, 4))
+            opacity = _rust_opacity(rng, height, width, 1, options.patch_scale)
+            _paint_state_rust(rng, frame, opacity, level)
+            states[opacity >= _MASK_OPACITY] = level
+    noise = rng.normal(0, options.noise_sigma * rng.uniform(0.3, 1.5), frame.shape)
+    return np.clip(frame + noise, 0, 255).astype(np.uint8), states
+
+
+# Per state: (value range 0..255, share of pitted pixels, opacity) of the painted rust.
+_STATE_LOOKS = {1: ((150, 190), 0.0, 0.7), 2: ((85, 115), 0.03, 0.95), 3: ((35, 60), 0.12, 1.0)}
+
+
+def _paint_state_rust(rng: np.random.Generator, frame: np.ndarray, opacity: np.ndarray,
+                      level: int) -> None:
+    """Blend rust of one condition state into the frame where opacity > 0, in place."""
+    h, w = opacity.shape
+    (v_lo, v_hi), pit_share, strength = _STATE_LOOKS[level]
+    grain = fractal_noise(rng, h, w, base_cells=64, octaves=2)
+    hue = rng.uniform(*_RUST_HUE) + 3 * (grain - 0.5)
+    sat = np.full((h, w), rng.uniform(*_RUST_SAT), np.float32)
+    val = rng.uniform(v_lo, v_hi) * (0.8 + 0.4 * grain)
+    hsv = np.stack([np.clip(hue, 0, 179), np.clip(sat, 0, 255), np.clip(val, 0, 255)], -1)
+    rust_bgr = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
+    pits = (rng.random((h, w), dtype=np.float32) < pit_share)[..., None]
+    rust_bgr = np.where(pits, rust_bgr * 0.35, rust_bgr)
+    alpha = np.clip(opacity * strength, 0, 1)[..., None]
+    frame[:] = frame * (1 - alpha) + rust_bgr * alpha
+
+
 def _surface(rng: np.random.Generator, h: int, w: int, surface: str) -> np.ndarray:
     """Base texture of the surface, float32 BGR in 0..255."""
     low = fractal_noise(rng, h, w, base_cells=3, octaves=3)[..., None]

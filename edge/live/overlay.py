@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from edge.config import OverlayConfig
+from edge.method.states import STATE_LABELS
 
 _REFERENCE_WIDTH_PX = 640
 _HUD_MARGIN_PX = 8
@@ -30,13 +31,17 @@ class HudStats:
     corroded_fraction: float
     path: str
     dropped: int = 0
+    area_by_state: dict[str, float] | None = None   # share of the frame per state (v3 models)
 
 
 def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfig,
-                 cam01: np.ndarray | None = None, hud: HudStats | None = None) -> np.ndarray:
+                 cam01: np.ndarray | None = None, hud: HudStats | None = None,
+                 state: np.ndarray | None = None) -> np.ndarray:
     """A new uint8 BGR image: the frame with the corrosion mask (bool [H, W]) drawn over it.
 
     `cam01` (float32 [h, w], any resolution) is blended under the mask when settings.heatmap.
+    With `state` (uint8 [H, W], 1 Fair, 2 Poor, 3 Severe; a v3 model), each state gets its
+    own colour from settings.state_colours_bgr, fill and outline, and the HUD a legend.
     """
     out = frame_bgr.copy()
     scale = max(frame_bgr.shape[1] / _REFERENCE_WIDTH_PX, 0.25)
@@ -45,29 +50,44 @@ def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfi
         coloured = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8),
                                      cv2.COLORMAP_JET)
         cv2.addWeighted(coloured, _HEATMAP_ALPHA, out, 1 - _HEATMAP_ALPHA, 0, dst=out)
-    if mask.any():
-        colour = np.array(settings.colour_bgr, np.float32)
-        region = out[mask].astype(np.float32)
-        out[mask] = (region * (1 - settings.alpha) + colour * settings.alpha).astype(np.uint8)
-        if settings.outline_px:
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out, contours, -1, tuple(int(c) for c in settings.colour_bgr),
-                             max(1, int(round(settings.outline_px * scale))), cv2.LINE_AA)
+    if state is None:
+        _draw_region(out, mask, settings.colour_bgr, settings, scale)
+    else:
+        for level, colour in enumerate(settings.state_colours_bgr, start=1):
+            _draw_region(out, state == level, colour, settings, scale)
     if settings.hud and hud is not None:
-        _draw_hud(out, hud, scale)
+        _draw_hud(out, hud, scale, settings.state_colours_bgr)
     return out
+
+
+def _draw_region(out: np.ndarray, region: np.ndarray, colour_bgr, settings: OverlayConfig,
+                 scale: float) -> None:
+    """Fill `region` (bool [H, W]) with the colour at settings.alpha and outline it, in place."""
+    if not region.any():
+        return
+    colour = np.array(colour_bgr, np.float32)
+    pixels = out[region].astype(np.float32)
+    out[region] = (pixels * (1 - settings.alpha) + colour * settings.alpha).astype(np.uint8)
+    if settings.outline_px:
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour_bgr),
+                         max(1, int(round(settings.outline_px * scale))), cv2.LINE_AA)
 
 
 def hud_lines(hud: HudStats) -> list[str]:
     stages = " ".join(f"{name[:3]} {hud.stage_ms[name]:.1f}" for name in _HUD_STAGES
                       if name in hud.stage_ms)
-    return [f"{hud.fps:5.1f} FPS  refine {hud.path}  drops {hud.dropped}",
-            f"corrosion {hud.score:.2f}  area {100 * hud.corroded_fraction:.1f}%",
-            f"ms: {stages}"]
+    lines = [f"{hud.fps:5.1f} FPS  refine {hud.path}  drops {hud.dropped}",
+             f"corrosion {hud.score:.2f}  area {100 * hud.corroded_fraction:.1f}%",
+             f"ms: {stages}"]
+    if hud.area_by_state is not None:
+        lines += [f"   {STATE_LABELS[name]} {100 * share:.1f}%"
+                  for name, share in hud.area_by_state.items()]
+    return lines
 
 
-def _draw_hud(out: np.ndarray, hud: HudStats, scale: float) -> None:
+def _draw_hud(out: np.ndarray, hud: HudStats, scale: float, colours) -> None:
     lines = hud_lines(hud)
     font_scale = _HUD_FONT_SCALE * scale
     thickness = max(1, int(round(scale)))
@@ -79,7 +99,21 @@ def _draw_hud(out: np.ndarray, hud: HudStats, scale: float) -> None:
                                                          line_px * len(lines))
     panel = out[:y1, :x1]
     panel[:] = (panel * (1 - _HUD_BACKGROUND_ALPHA)).astype(np.uint8)
+    legend = _legend_colours(hud, colours, len(lines))
     for i, line in enumerate(lines):
         baseline = margin + line_px * (i + 1) - int(4 * scale)
         cv2.putText(out, line, (margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
+        if legend[i] is not None:   # the state's colour swatch in front of its line
+            side = int(10 * scale)
+            cv2.rectangle(out, (margin, baseline - side), (margin + side, baseline),
+                          tuple(int(c) for c in legend[i]), -1)
+
+
+def _legend_colours(hud: HudStats, colours, count: int) -> list:
+    """The swatch colour of each HUD line: the state lines' own colours, else None."""
+    swatches = [None] * count
+    if hud.area_by_state is not None:
+        for i, colour in enumerate(colours):
+            swatches[count - len(colours) + i] = colour
+    return swatches

@@ -30,6 +30,7 @@ from edge.config import OverlayConfig
 from edge.errors import OutputStopped, RustsegError, SinkError
 from edge.live.overlay import HudStats, draw_overlay
 from edge.live.stages import Stage, StageRunner
+from edge.method.grades import state_fields
 from edge.method.profiler import StageTimes, summarize
 from edge.method.segment import Segmenter
 from edge.outputs import FrameSink, OutputFrame
@@ -172,7 +173,8 @@ class Pipeline:
             self.report.stopped_by = f"--frames {limit}"
 
     def _infer(self, item: _Item) -> _Item:
-        item.prediction = self.segmenter.infer(item.frame.image, item.times)
+        item.prediction = self.segmenter.infer(item.frame.image, item.times,
+                                               still=self.source.stills)
         return item
 
     def _refine(self, item: _Item) -> _Item:
@@ -185,7 +187,7 @@ class Pipeline:
         hud = self._hud(result, times)
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                   result.cam01, hud)
+                                   result.cam01, hud, result.state)
         record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
@@ -247,13 +249,14 @@ class Pipeline:
         fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
             window[-1] > window[0] else 0.0
         return HudStats(fps, dict(times.ms), result.score, result.corroded_fraction,
-                        result.path, self._dropped())
+                        result.path, self._dropped(), result.area_by_state)
 
     def _record(self, frame: Frame, result, times: StageTimes) -> dict:
         return {"index": frame.index, "name": frame.name,
                 "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
                 "score": round(result.score, 5), "valid": result.valid,
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
+                **state_fields(result.corroded_fraction, result.area_by_state),
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
                 "dropped": self._dropped(),
                 "lag_frames": self._lag(frame)}

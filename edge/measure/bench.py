@@ -229,7 +229,7 @@ def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchIte
     with times.stage("overlay"):
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
-                              result.path))
+                              result.path, area_by_state=result.area_by_state), result.state)
     segmenter.observe_frame(times)
     return item
 

@@ -16,12 +16,15 @@ import numpy as np
 
 from edge.data.datasets import find_labelled_images, find_masked_images, is_class_folder, \
     is_mask_folder
-from edge.data.imageio import read_image_bgr, read_mask
+from edge.data.imageio import read_image_bgr, read_state_mask
 from edge.errors import DataError
-from edge.measure.metrics import SegmentationTally, classification_metrics
+from edge.measure.metrics import SegmentationTally, StateTally, classification_metrics
 from edge.measure.progress import Progress
 from edge.method.profiler import StageTimes
 from edge.method.segment import Segmenter
+
+
+_DEFAULT_WORST_MIN_SHARE = 0.05  # for cards that do not state their tagging rule
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def _segmentation(segmenter: Segmenter, root: Path, request: EvalRequest) -> dic
     if request.limit:
         pairs = pairs[:request.limit]
     tally = SegmentationTally()
+    states = StateTally(_worst_min_share(segmenter)) if segmenter.state_thresholds else None
     paths: dict[str, int] = {}
     elapsed_ms = []
     progress = Progress(len(pairs), f"eval {segmenter.refiner.name}")
@@ -98,29 +102,40 @@ def _segmentation(segmenter: Segmenter, root: Path, request: EvalRequest) -> dic
     for pair in pairs:
         progress.update()
         try:
-            frame, truth = read_image_bgr(pair.image), read_mask(pair.mask)
+            frame, truth_states = read_image_bgr(pair.image), read_state_mask(pair.mask)
         except DataError as exc:
             skipped.append(str(exc))
             continue
+        truth = truth_states > 0
         if truth.shape != frame.shape[:2]:
             skipped.append(f"mask {pair.mask} is {truth.shape[1]}x{truth.shape[0]} but image "
                            f"{pair.image} is {frame.shape[1]}x{frame.shape[0]}")
             continue
         times = StageTimes()
-        result = segmenter.segment(frame, times)
+        result = segmenter.segment(frame, times, still=True)
         elapsed_ms.append(times.total())
         tally.add(result.mask, truth)
+        if states is not None:
+            states.add(result.state, truth_states)
         paths[result.path] = paths.get(result.path, 0) + 1
     progress.close()
     if not elapsed_ms:
         raise DataError(f"--data {root}: no usable image+mask pair ({len(skipped)} skipped; "
                         f"first: {skipped[0] if skipped else 'none found'})")
     report = tally.summary()
-    report.update(kind="segmentation", refine=segmenter.refiner.name, split=request.split,
+    if states is not None:
+        report.update(states.summary())
+    report.update(kind="segmentation", tiles=segmenter.tile_grid, refine=segmenter.refiner.name, split=request.split,
                   skipped_pairs=len(skipped), skipped_reasons=skipped,
                   ms_per_image=float(np.mean(elapsed_ms)),
                   ms_per_image_p50=float(np.median(elapsed_ms)), paths_used=paths)
     return report
+
+
+def _worst_min_share(segmenter: Segmenter) -> float:
+    """The share a state must cover to be a photo's worst: the card's tagging rule."""
+    training = segmenter.model.card.states.get("training", {})
+    return float(training.get("min_share", _DEFAULT_WORST_MIN_SHARE))
 
 
 def format_report(report: dict) -> str:
@@ -141,5 +156,19 @@ def format_report(report: dict) -> str:
             f"recall {report['recall']:.4f}\n"
             f"{report['ms_per_image']:.1f} ms per image mean, {report['ms_per_image_p50']:.1f} "
             f"p50 (preprocess + invoke + refine); paths used {report['paths_used']}"
+            + (_format_states(report) if "state_iou" in report else "")
             + (f"\nskipped {report['skipped_pairs']} bad pair(s), first: "
                f"{report['skipped_reasons'][0]}" if report["skipped_pairs"] else ""))
+
+
+def _format_states(report: dict) -> str:
+    iou, recall = report["state_iou"], report["state_recall"]
+
+    def line(values):
+        return "  ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}"
+                         for name, v in values.items())
+    return (f"\nstates: IoU {line(iou)}\n        recall {line(recall)}\n"
+            f"        quadratic weighted kappa {report['state_quadratic_kappa']}; worst state "
+            f"per photo ({report['worst_state_rule']}): balanced accuracy "
+            f"{report['worst_state_balanced_accuracy']}, within one "
+            f"{report['worst_state_within_one']}")

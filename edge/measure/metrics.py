@@ -1,36 +1,38 @@
-"""Classification and segmentation metrics in plain numpy (shared by train, eval and benches)."""
+"""Classification, segmentation and condition-state metrics (shared by train, eval and the
+benchmarks), computed with scikit-learn where it has the metric."""
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score,
+                             confusion_matrix, precision_recall_fscore_support, roc_auc_score)
+
+from edge.method.states import STATE_NAMES, worst_state
+
+_STATE_VALUES = list(range(len(STATE_NAMES) + 1))   # 0 background, 1 Fair .. 3 Severe
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray,
                            threshold: float) -> dict:
     """accuracy, precision, recall, f1, auc and confusion [[tn, fp], [fn, tp]] at `threshold`.
 
-    `labels` are 0/1, `scores` probabilities of class 1. AUC is the Mann-Whitney statistic
-    (ties count one half); it is None when only one class is present.
+    `labels` are 0/1, `scores` probabilities of class 1. AUC is None when only one class is
+    present (it is undefined then).
     """
     labels = np.asarray(labels).astype(int).ravel()
     scores = np.asarray(scores, np.float64).ravel()
     if labels.shape != scores.shape:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in length")
     predicted = (scores >= threshold).astype(int)
-    tp = int(np.sum((predicted == 1) & (labels == 1)))
-    tn = int(np.sum((predicted == 0) & (labels == 0)))
-    fp = int(np.sum((predicted == 1) & (labels == 0)))
-    fn = int(np.sum((predicted == 0) & (labels == 1)))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predicted, average="binary", zero_division=0.0)
     return {
-        "accuracy": (tp + tn) / len(labels) if len(labels) else 0.0,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        "accuracy": float(accuracy_score(labels, predicted)) if len(labels) else 0.0,
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "auc": roc_auc(labels, scores),
-        "confusion": [[tn, fp], [fn, tp]],
+        "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
         "threshold": float(threshold),
         "n_images": int(len(labels)),
     }
@@ -59,19 +61,11 @@ def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve via average ranks (ties get the mean rank)."""
+    """Area under the ROC curve (ties count one half); None when only one class is present."""
     labels = np.asarray(labels).astype(bool).ravel()
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    if labels.all() or not labels.any():
         return None
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(scores), np.float64)
-    # Average rank (1-based) of each run of equal scores.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first, counts):
-        ranks[order[start:start + count]] = start + (count + 1) / 2.0
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(labels, np.asarray(scores, np.float64).ravel()))
 
 
 class SegmentationTally:
@@ -105,3 +99,59 @@ class SegmentationTally:
             "recall": tp / (tp + fn) if tp + fn else 0.0,
             "n_images": len(self.per_image_iou),
         }
+
+
+class StateTally:
+    """Condition states pooled over photos: the pixel confusion matrix (background and the
+    three states), and the worst state of each photo, truth and predicted.
+
+    The worst state of a photo follows the tagging rule the state head learnt from: the worst
+    state that covers at least `worst_min_share` of the photo (converter/states.py)."""
+
+    def __init__(self, worst_min_share: float) -> None:
+        self.worst_min_share = worst_min_share
+        self.confusion = np.zeros((len(_STATE_VALUES),) * 2, np.int64)  # rows truth, cols ours
+        self.truth_worst: list[int] = []
+        self.predicted_worst: list[int] = []
+
+    def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        """One photo's uint8 state maps (0..3) of equal shape."""
+        if predicted.shape != truth.shape:
+            raise ValueError(f"state maps differ: predicted {predicted.shape}, "
+                             f"truth {truth.shape}")
+        self.confusion += confusion_matrix(truth.ravel(), predicted.ravel(),
+                                           labels=_STATE_VALUES)
+        self.truth_worst.append(worst_state(truth, self.worst_min_share))
+        self.predicted_worst.append(worst_state(predicted, self.worst_min_share))
+
+    def summary(self) -> dict:
+        c = self.confusion
+        diagonal = np.diag(c).astype(np.float64)
+        union = c.sum(axis=0) + c.sum(axis=1) - diagonal
+        iou = np.divide(diagonal, union, out=np.full(len(c), np.nan), where=union > 0)
+        recall = np.divide(diagonal, c.sum(axis=1), out=np.full(len(c), np.nan),
+                           where=c.sum(axis=1) > 0)
+        # Quadratic weighted kappa over every pixel, background included: the 16 cells of the
+        # confusion matrix as samples weighted by their counts (exact, without 10^8 labels).
+        truth_values, predicted_values = np.divmod(np.arange(c.size), len(c))
+        kappa = cohen_kappa_score(truth_values, predicted_values, weights="quadratic",
+                                  sample_weight=c.ravel()) if c.sum() else float("nan")
+        truth_worst, predicted_worst = np.array(self.truth_worst), np.array(self.predicted_worst)
+        return {
+            "state_iou": {name: _rounded(iou[i + 1]) for i, name in enumerate(STATE_NAMES)},
+            "state_recall": {name: _rounded(recall[i + 1]) for i, name in enumerate(STATE_NAMES)},
+            "state_confusion": {"labels": ["background", *STATE_NAMES],
+                                "rows_truth_cols_predicted": c.tolist()},
+            "state_quadratic_kappa": _rounded(kappa),
+            "worst_state_rule": f"worst state covering >= {self.worst_min_share:.0%} of a photo",
+            "worst_state_balanced_accuracy": _rounded(balanced_accuracy_score(
+                truth_worst, predicted_worst)) if len(truth_worst) else None,
+            "worst_state_within_one": _rounded(np.mean(np.abs(truth_worst - predicted_worst)
+                                                       <= 1)) if len(truth_worst) else None,
+            "worst_state_confusion": confusion_matrix(truth_worst, predicted_worst,
+                                                      labels=_STATE_VALUES).tolist(),
+        }
+
+
+def _rounded(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)

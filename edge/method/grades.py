@@ -65,3 +65,12 @@ def surface_share(mask: np.ndarray, surface: np.ndarray | None) -> float:
 def _check_percent(percent: float) -> None:
     if not (0.0 <= percent <= 100.0):  # also refuses NaN
         raise ValueError(f"percent rusted {percent!r}: expected a number from 0 to 100")
+
+
+def state_fields(corroded_fraction: float, area_by_state: dict[str, float] | None) -> dict:
+    """The per-frame record's condition fields: the rust grades of the corroded share (always)
+    and the share of the frame in each state (v3 models only)."""
+    fields = {"grades": grades(100.0 * corroded_fraction)}
+    if area_by_state is not None:
+        fields["area_by_state"] = {name: round(share, 5) for name, share in area_by_state.items()}
+    return fields

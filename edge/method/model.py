@@ -1,9 +1,8 @@
 """The corrosion model on the device: one class owns the TFLite runtime and the contract.
 
 `CorrosionModel` finds a TFLite runtime (ai_edge_litert, else tflite_runtime, else tf.lite),
-checks the file and its model card, looks the `score` and `cam` outputs (and, for contract v2
-models, `seg`) up by name, keeps one
-interpreter per calling thread (interpreters are not thread-safe), and turns frames into model
+checks the file and its model card, looks the `score` and `cam` outputs (and `seg` from
+contract v2, `state` from v3) up by name, keeps one interpreter per calling thread (interpreters are not thread-safe), and turns frames into model
 input and model output back into frame-sized heatmaps.
 
 Preprocessing squashes the whole frame to the model's square input (no letterbox, no crop):
@@ -17,6 +16,7 @@ import importlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _RUNTIME_MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter",
                     "tflite_runtime": "tflite_runtime.interpreter",
                     "tensorflow": "tensorflow"}
+_CONTRACT_OUTPUTS = ("score", "cam", "seg", "state")
 _TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 
 
@@ -54,11 +55,21 @@ class Prediction:
     cam01: np.ndarray            # float32 [h, w] Grad-CAM++ at model resolution, 0..1
     valid: bool = True           # False when the model returned NaN/Inf (then score 0, cam 0)
     seg01: np.ndarray | None = None  # float32 [h', w'] P(corrosion) from a v2 model, else None
+    state: np.ndarray | None = None  # float32 [h', w', 3] P(>= Fair/Poor/Severe), v3 models
 
     @property
     def evidence01(self) -> np.ndarray:
         """The best per-pixel evidence present: the distilled `seg`, else the CAM."""
         return self.cam01 if self.seg01 is None else self.seg01
+
+
+class RawOutputs(NamedTuple):
+    """The model's outputs as returned, at model resolution, without clean-up."""
+
+    score: float
+    cam01: np.ndarray                # float32 [h, w]
+    seg01: np.ndarray | None         # float32 [h', w'] (contract v2+)
+    state: np.ndarray | None         # float32 [h', w', 3] cumulative (contract v3)
 
 
 class CorrosionModel:
@@ -79,6 +90,8 @@ class CorrosionModel:
         self.cam_hw = tuple(int(v) for v in first.cam_shape[1:3])
         self.seg_hw = None if first.seg_shape is None else \
             tuple(int(v) for v in first.seg_shape[1:3])
+        self.state_hw = None if first.state_shape is None else \
+            tuple(int(v) for v in first.state_shape[1:3])
         if self.card is not None:
             self._check_card_shapes()
 
@@ -97,32 +110,35 @@ class CorrosionModel:
         if image_rgb.shape != (*self.input_hw, 3) or image_rgb.dtype != np.uint8:
             raise DataError(f"model input must be uint8 RGB {self.input_hw[0]}x{self.input_hw[1]}x3,"
                             f" got {image_rgb.dtype} {image_rgb.shape}")
-        score, cam, seg = self._interpreter().run(image_rgb[None])
-        score = float(np.ravel(score)[0])
-        cam01 = np.asarray(cam, np.float32).reshape(self.cam_hw)
-        seg01 = None if seg is None else np.asarray(seg, np.float32).reshape(self.seg_hw)
-        finite = np.isfinite(score) and bool(np.isfinite(cam01).all()) and \
-            (seg01 is None or bool(np.isfinite(seg01).all()))
-        if not finite:  # never let NaN/Inf reach the mask or the log
-            return Prediction(0.0, np.zeros(self.cam_hw, np.float32), valid=False,
-                              seg01=None if seg01 is None else np.zeros(self.seg_hw, np.float32))
-        return Prediction(min(max(score, 0.0), 1.0), np.clip(cam01, 0.0, 1.0),
-                          seg01=None if seg01 is None else np.clip(seg01, 0.0, 1.0))
+        raw = self.invoke_rgb(image_rgb)
+        arrays = [a for a in (raw.cam01, raw.seg01, raw.state) if a is not None]
+        if not (np.isfinite(raw.score) and all(np.isfinite(a).all() for a in arrays)):
+            # Never let NaN/Inf reach the mask or the log: an invalid, empty prediction.
+            return Prediction(0.0, np.zeros_like(raw.cam01), valid=False,
+                              seg01=None if raw.seg01 is None else np.zeros_like(raw.seg01),
+                              state=None if raw.state is None else np.zeros_like(raw.state))
+        return Prediction(min(max(raw.score, 0.0), 1.0), np.clip(raw.cam01, 0.0, 1.0),
+                          seg01=None if raw.seg01 is None else np.clip(raw.seg01, 0.0, 1.0),
+                          state=None if raw.state is None else np.clip(raw.state, 0.0, 1.0))
 
     def predict(self, frame_bgr: np.ndarray) -> Prediction:
         return self.infer(self.preprocess(frame_bgr))
 
-    def invoke_rgb(self, image_rgb: np.ndarray
-                   ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """(score, cam01, seg01 or None) without clean-up, for fidelity checks."""
-        score, cam, seg = self._interpreter().run(image_rgb[None])
-        return (float(np.ravel(score)[0]), np.asarray(cam, np.float32).reshape(self.cam_hw),
-                None if seg is None else np.asarray(seg, np.float32).reshape(self.seg_hw))
+    def invoke_rgb(self, image_rgb: np.ndarray) -> RawOutputs:
+        """One invoke on uint8 RGB [S, S, 3]: every output the model has, reshaped to its
+        contract shape but not cleaned (fidelity checks compare these with the reference)."""
+        out = self._interpreter().run(image_rgb[None])
+        return RawOutputs(
+            float(np.ravel(out["score"])[0]),
+            np.asarray(out["cam"], np.float32).reshape(self.cam_hw),
+            None if "seg" not in out else np.asarray(out["seg"], np.float32).reshape(self.seg_hw),
+            None if "state" not in out else
+            np.asarray(out["state"], np.float32).reshape(*self.state_hw, 3))
 
     @property
     def contract(self) -> int:
-        """2 when the model returns `seg` (distilled segmentation), else 1."""
-        return 1 if self.seg_hw is None else 2
+        """3 with `state` (condition states), 2 with `seg` (distilled segmentation), else 1."""
+        return 3 if self.state_hw is not None else 1 if self.seg_hw is None else 2
 
     @staticmethod
     def cam_to_frame(cam01: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -157,6 +173,12 @@ class CorrosionModel:
         if card.contract >= 2 and list(self.seg_hw) != list(card.seg_size):
             raise ModelError(f"model card {card.path_for(self.path)} says seg {card.seg_size}"
                              f" but {self.path} returns {list(self.seg_hw)}")
+        if card.contract >= 3 and self.state_hw is None:
+            raise ModelError(f"model card {card.path_for(self.path)} says contract 3 but "
+                             f"{self.path} has no output named 'state'")
+        if card.contract >= 3 and list(self.state_hw) != list(card.state_size):
+            raise ModelError(f"model card {card.path_for(self.path)} says state "
+                             f"{card.state_size} but {self.path} returns {list(self.state_hw)}")
 
 
 class _BoundInterpreter:
@@ -186,23 +208,26 @@ class _BoundInterpreter:
             raise ModelError(f"model {path} breaks the contract: no output named "
                              f"{' or '.join(repr(m) for m in missing)} (outputs are "
                              f"{sorted(outputs) or 'unnamed'})")
-        self.score_detail, self.cam_detail = outputs["score"], outputs["cam"]
-        self.seg_detail = outputs.get("seg")  # contract v2 only
-        self.cam_shape = tuple(self.cam_detail["shape"])
-        self.seg_shape = None if self.seg_detail is None else tuple(self.seg_detail["shape"])
+        # `seg` from contract v2 on, `state` from v3 on; the rest are absent for older models.
+        self.details = {name: outputs[name] for name in _CONTRACT_OUTPUTS if name in outputs}
+        shapes = {name: tuple(d["shape"]) for name, d in self.details.items()}
+        self.cam_shape, self.seg_shape = shapes["cam"], shapes.get("seg")
+        self.state_shape = shapes.get("state")
         for name, shape in (("cam", self.cam_shape), ("seg", self.seg_shape)):
             if shape is not None and len(shape) != 3:
                 raise ModelError(f"model {path} breaks the contract: {name} must be [1, h, w], "
                                  f"got {list(shape)}")
+        if self.state_shape is not None and (len(self.state_shape) != 4
+                                             or self.state_shape[3] != 3):
+            raise ModelError(f"model {path} breaks the contract: state must be [1, h, w, 3], "
+                             f"got {list(self.state_shape)}")
 
-    def run(self, batch_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(score, cam, seg or None) for one uint8 batch [1, H, W, 3]."""
+    def run(self, batch_u8: np.ndarray) -> dict[str, np.ndarray]:
+        """Every contract output the model has, by name, for one uint8 batch [1, H, W, 3]."""
         self.interpreter.set_tensor(self.input_index, batch_u8)
         self.interpreter.invoke()
-        return (_dequantised(self.interpreter, self.score_detail),
-                _dequantised(self.interpreter, self.cam_detail),
-                None if self.seg_detail is None else
-                _dequantised(self.interpreter, self.seg_detail))
+        return {name: _dequantised(self.interpreter, detail)
+                for name, detail in self.details.items()}
 
 
 def _outputs_by_name(interpreter, card: ModelCard | None) -> dict:

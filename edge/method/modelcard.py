@@ -16,7 +16,7 @@ from typing import Any
 from edge.errors import ModelError
 
 CARD_FORMAT = "rustseg-model-card/1"
-SUPPORTED_CONTRACTS = (1, 2)
+SUPPORTED_CONTRACTS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class ModelCard:
     contract: int = 1
     seg_size: list[int] | None = None  # [h, w] of the seg output (v2)
     student: dict[str, Any] = field(default_factory=dict)  # how the seg head was trained (v2)
+    # Contract v3: a `state` output of cumulative P(>= Fair), P(>= Poor), P(>= Severe).
+    state_size: list[int] | None = None  # [h, w] of the state output (v3)
+    states: dict[str, Any] = field(default_factory=dict)  # how states were learnt, thresholds
 
     @staticmethod
     def path_for(model_path: str | Path) -> Path:
@@ -95,6 +98,18 @@ class ModelCard:
                 raise bad("a contract 2 card must map 'seg' in outputs")
             if not _is_size(self.seg_size):
                 raise bad(f"seg_size must be [height, width] in pixels, got {self.seg_size!r}")
+        if self.contract >= 3:
+            if "state" not in self.outputs:
+                raise bad("a contract 3 card must map 'state' in outputs")
+            if not _is_size(self.state_size):
+                raise bad(f"state_size must be [height, width] in pixels, got "
+                          f"{self.state_size!r}")
+            thresholds = self.states.get("thresholds") if isinstance(self.states, dict) else None
+            if not (isinstance(thresholds, dict) and all(
+                    isinstance(thresholds.get(k), (int, float)) and 0 <= thresholds[k] <= 1
+                    for k in ("poor", "severe"))):
+                raise bad("a contract 3 card needs states.thresholds with 'poor' and 'severe' "
+                          f"in [0, 1], got {thresholds!r}")
 
     def check_model_bytes(self, model_bytes: bytes, model_path: str | Path) -> None:
         digest = sha256_hex(model_bytes)

@@ -1,4 +1,5 @@
-"""One frame through the method: preprocess -> model (score, CAM, seg) -> gate -> refine -> mask.
+"""One frame through the method: preprocess -> model (score, CAM, seg, state) -> gate -> refine
+-> mask -> condition states inside the mask.
 
 Shared by `rustseg eval`, `rustseg run` and `rustseg bench`, so all three measure and produce
 exactly the same thing.
@@ -18,6 +19,8 @@ from edge.method.profiler import StageTimes
 from edge.method.refine.base import Refiner
 from edge.method.refine.factory import gil_holding_paths, make_refiner
 from edge.method.refine.worker import RefineWorker
+from edge.method.states import StateThresholds, area_by_state, states_in_mask
+from edge.method.tiles import tiled_prediction
 
 _NOT_IN_BUDGET = ("refine", "capture")   # stages left out of `auto`'s per-frame budget
 
@@ -30,10 +33,17 @@ class FrameResult:
     path: str                    # none | light | full | skipped
     valid: bool                  # False when the model produced NaN/Inf for this frame
     times: StageTimes
+    # uint8 [H, W]: 0 outside the mask, 1 Fair, 2 Poor, 3 Severe; None for v1/v2 models
+    state: np.ndarray | None = None
 
     @property
     def corroded_fraction(self) -> float:
         return float(np.count_nonzero(self.mask)) / self.mask.size if self.mask.size else 0.0
+
+    @property
+    def area_by_state(self) -> dict[str, float] | None:
+        """Share of the frame (0..1) in each condition state; None without states."""
+        return area_by_state(self.state)
 
 
 class Segmenter:
@@ -44,14 +54,23 @@ class Segmenter:
     """
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
-                 gate: MaskGate | None = None, refine_worker=None) -> None:
+                 gate: MaskGate | None = None, refine_worker=None, tile_grid: int = 0) -> None:
         self.model, self.refiner = model, refiner
+        self.tile_grid = tile_grid    # stills only: crops per side for tiled inference, 0 = off
         self.gate = gate if gate is not None else MaskGate(model.threshold)
+        card = getattr(model, "card", None)
+        self.state_thresholds = (StateThresholds.from_card(card.states)
+                                 if card is not None and card.contract >= 3 else None)
         # The worker process the refiner's GIL-holding paths run in (None: they run here).
         # Whoever runs frames starts and closes it (edge/live/stages.py does, around the run).
         self.refine_worker = refine_worker
 
-    def infer(self, frame_bgr: np.ndarray, times: StageTimes):
+    def infer(self, frame_bgr: np.ndarray, times: StageTimes, still: bool = False):
+        """The model's prediction; a still (a photo, not a video frame) gets tiled inference
+        when `tile_grid` is set: the full frame plus GRID x GRID crops (edge/method/tiles)."""
+        if still and self.tile_grid:
+            with times.stage("invoke"):
+                return tiled_prediction(self.model, frame_bgr, self.tile_grid)
         with times.stage("preprocess"):
             image_rgb = self.model.preprocess(frame_bgr)
         with times.stage("invoke"):
@@ -66,8 +85,13 @@ class Segmenter:
             with times.stage("refine"):
                 result = self.refiner.refine(prediction.evidence01, frame_bgr)
             mask, path = result.mask, result.path
+        state = None
+        if prediction.state is not None and self.state_thresholds is not None:
+            # Refinement said where; the state head says how bad, pixel by pixel in the mask.
+            with times.stage("states"):
+                state = states_in_mask(prediction.state, mask, self.state_thresholds)
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
-                           times)
+                           times, state)
 
     def observe_frame(self, times: StageTimes) -> None:
         """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
@@ -79,9 +103,10 @@ class Segmenter:
         others_ms = sum(ms for name, ms in times.ms.items() if name not in _NOT_IN_BUDGET)
         self.refiner.observe_frame_time(others_ms / 1000.0)
 
-    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None) -> FrameResult:
+    def segment(self, frame_bgr: np.ndarray, times: StageTimes | None = None,
+                still: bool = False) -> FrameResult:
         times = times if times is not None else StageTimes()
-        return self.refine(frame_bgr, self.infer(frame_bgr, times), times)
+        return self.refine(frame_bgr, self.infer(frame_bgr, times, still), times)
 
 
 def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
@@ -97,4 +122,5 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
         worker = RefineWorker(config.refine, in_worker)
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
                                          config.loop.target_fps, worker),
-                     MaskGate.from_config(model.threshold, config.gate), worker)
+                     MaskGate.from_config(model.threshold, config.gate), worker,
+                     config.stills.tile_grid)

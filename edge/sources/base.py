@@ -30,6 +30,7 @@ class FrameSource(ABC):
     new yet; `ended` turns True when the stream is over (files end, cameras do not)."""
 
     live = False
+    stills = False    # True: each frame is its own photo (no time order, time for tiles)
 
     def __init__(self) -> None:
         self.ended = False

@@ -21,6 +21,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpe
 class ImageListSource(FrameSource):
     """A single image, a folder or a glob: every image once, in name order."""
 
+    stills = True
+
     def __init__(self, paths: list[Path], describe: str) -> None:
         super().__init__()
         if not paths:

@@ -1,0 +1,206 @@
+"""Model contract v3: condition states from tile tags, in the graph and on the device."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DEFAULT_MODEL, needs_tf, shared_data
+from edge.data.synthetic import make_state_scene
+from edge.method.model import CorrosionModel
+from edge.method.states import (StateThresholds, area_by_state, levels_in_mask, states_in_mask,
+                                worst_state)
+
+SIZE = 96          # tiny model input: state is 12x12
+
+
+def test_the_device_rule_marks_states_only_inside_the_mask():
+    cumulative = np.zeros((2, 2, 3), np.float32)
+    cumulative[0, 0] = (0.9, 0.8, 0.7)      # severe
+    cumulative[0, 1] = (0.9, 0.8, 0.1)      # poor
+    cumulative[1, 0] = (0.9, 0.1, 0.05)     # fair
+    cumulative[1, 1] = (0.9, 0.8, 0.7)      # severe, but outside the mask below
+    mask = np.ones((4, 4), bool)
+    mask[2:, 2:] = False
+    levels = states_in_mask(cumulative, mask, StateThresholds(poor=0.5, severe=0.5))
+    assert levels.dtype == np.uint8 and levels.shape == (4, 4)
+    assert levels[0, 0] == 3 and levels[0, 3] == 2 and levels[3, 0] == 1 and levels[3, 3] == 0
+    assert set(np.unique(levels)) <= {0, 1, 2, 3}
+
+
+def test_severe_needs_poor_whatever_the_thresholds():
+    upper = np.zeros((1, 3, 2), np.float32)
+    upper[0] = [(0.4, 0.39), (0.6, 0.59), (0.6, 0.1)]
+    levels = levels_in_mask(upper, np.ones((1, 3), bool), StateThresholds(poor=0.5, severe=0.2))
+    assert levels.tolist() == [[1, 3, 2]]
+
+
+def test_area_by_state_and_the_worst_state():
+    levels = np.zeros((10, 10), np.uint8)
+    levels[:2] = 1          # 20 % Fair
+    levels[2, :5] = 2       # 5 % Poor
+    levels[3, 0] = 3        # 1 % Severe
+    assert area_by_state(levels) == pytest.approx({"fair": 0.2, "poor": 0.05, "severe": 0.01})
+    assert area_by_state(None) is None
+    assert worst_state(levels) == 3
+    assert worst_state(levels, min_share=0.05) == 2     # Severe covers only 1 %
+    assert worst_state(levels, min_share=0.5) == 0
+    assert worst_state(np.zeros((4, 4), np.uint8)) == 0
+
+
+def test_vt_palette_masks_read_as_states():
+    from edge.data.imageio import state_mask_from_bgr
+
+    mask = np.zeros((1, 5, 3), np.uint8)
+    mask[0, 1] = (0, 0, 128)      # BGR Fair
+    mask[0, 2] = (0, 128, 0)      # Poor
+    mask[0, 3] = (0, 128, 128)    # Severe
+    mask[0, 4] = (255, 255, 255)  # a binary mask's white: corrosion of unknown state
+    assert state_mask_from_bgr(mask).tolist() == [[0, 1, 2, 3, 1]]
+
+
+@needs_tf
+def test_tile_tags_follow_the_worst_state_covering_enough():
+    from converter.states import StateTraining, stacked_targets, tile_tags
+
+    states = np.zeros((1, 80, 80), np.uint8)
+    states[0, :40, :40] = 1                  # a Fair quarter
+    states[0, :4, :4] = 3                    # a Severe speck: 1/400 of the photo
+    tags = tile_tags(states, tile_cells=10, grid_cells=10, min_share=0.05)
+    assert tags.shape == (1, 1, 1, 3) and tags[0, 0, 0].tolist() == [1, 0, 0]
+    tags = tile_tags(states, tile_cells=5, grid_cells=10, min_share=0.01)
+    assert tags[0, 0, 0].tolist() == [1, 1, 1]          # the speck is 16/1600 = 1 % ...
+    tags = tile_tags(states, tile_cells=5, grid_cells=10, min_share=0.02)
+    assert tags[0, 0, 0].tolist() == [1, 0, 0]          # ... so a 2 % rule ignores it
+    assert tags[0, 1, 1].tolist() == [0, 0, 0]
+    stacked = stacked_targets(states, StateTraining(tile_cells=(10, 5)), 10)
+    assert stacked.shape == (1, 10, 10, 6)
+
+
+@pytest.fixture(scope="module")
+def random_v3(tmp_path_factory):
+    """A random classifier with random seg and state heads, exported (contract v3)."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from converter.model import build_classifier
+    from converter.states import attach_states, state_head_model
+    from converter.student import attach_head
+
+    keras.utils.set_random_seed(7)
+    folder = tmp_path_factory.mktemp("v3")
+    model = attach_head(build_classifier(SIZE, 0.35, None, 0.0))
+    shapes = [(SIZE // 8, SIZE // 8, 96), (SIZE // 16, SIZE // 16, 192), (SIZE // 32, SIZE // 32, 1280)]
+    model = attach_states(model, state_head_model(shapes))
+    # Random batch-norm statistics leave the features near zero; a few forward passes in
+    # training mode give them a scale, so the state maps vary from pixel to pixel.
+    scenes = _rgb_state_scenes(16, seed=40)[0].astype(np.float32)
+    for _ in range(4):
+        model(scenes, training=True)
+    return _export_v3(model, folder, StateThresholds(0.5, 0.5))
+
+
+def _rgb_state_scenes(n, seed, size=SIZE):
+    frames, states = zip(*(make_state_scene(size, size, seed + i) for i in range(n)))
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]), np.stack(states)
+
+
+def _export_v3(model, folder: Path, thresholds: StateThresholds) -> dict:
+    from converter.export import ExportRequest, export
+
+    model.save(folder / "v3.keras")
+    (folder / "v3.metrics.json").write_text(json.dumps(
+        {"states": {"thresholds": {"poor": thresholds.poor, "severe": thresholds.severe},
+                    "learnt_from": "synthetic tile tags (test)"}}))
+    export(ExportRequest(str(folder / "v3.keras"), str(folder / "v3.tflite"), "float32",
+                         "out_relu", SIZE, verify_images=4))
+    return {"tflite": folder / "v3.tflite", "keras": folder / "v3.keras"}
+
+
+@needs_tf
+def test_tflite_state_agrees_with_keras_and_never_increases(random_v3):
+    from converter.export import keras_states, load_keras_model
+
+    card = json.loads(random_v3["tflite"].with_suffix(".json").read_text())
+    assert card["contract"] == 3 and card["state_size"] == [SIZE // 8, SIZE // 8]
+    assert card["states"]["thresholds"] == {"poor": 0.5, "severe": 0.5}
+    assert card["fidelity"]["state_channel_rise_max"] <= 0.0
+    model = CorrosionModel(random_v3["tflite"], threads=1)
+    assert model.contract == 3 and model.state_hw == (SIZE // 8, SIZE // 8)
+    images, _ = _rgb_state_scenes(4, seed=60)
+    expected = keras_states(load_keras_model(random_v3["keras"]), images)
+    for image, reference in zip(images, expected):
+        state = model.invoke_rgb(image).state
+        assert state.shape == (SIZE // 8, SIZE // 8, 3)
+        assert np.abs(state - reference).max() < 1e-4
+        assert np.all(np.diff(state, axis=-1) <= 0.0)
+        assert state.std() > 1e-3                      # a real map, not a constant
+
+
+@needs_tf
+def test_a_v3_frame_result_carries_states_inside_its_mask(random_v3):
+    from edge.config import load_config
+    from edge.method.segment import build_segmenter
+
+    # Gate always open and a low evidence threshold: the random model marks most pixels.
+    config = load_config(None).replace({"model.path": str(random_v3["tflite"]),
+                                        "refine.mode": "none", "refine.cam_threshold": 0.01,
+                                        "gate.score_floor": 0.0, "gate.seg_min_area": 0.0})
+    frame = make_state_scene(120, 160, seed=3)[0]
+    result = build_segmenter(config).segment(frame)
+    assert result.state is not None and result.state.shape == frame.shape[:2]
+    assert result.state.dtype == np.uint8
+    assert result.mask.any() and np.array_equal(result.state > 0, result.mask)
+    assert set(result.area_by_state) == {"fair", "poor", "severe"}
+
+
+def test_v2_models_still_run_without_states():
+    from edge.config import load_config
+    from edge.method.segment import build_segmenter
+
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    if card.get("contract", 1) >= 3:
+        pytest.skip("the shipped model is v3; the v1/v2 case is covered by test_student's "
+                    "tiny models")
+    result = build_segmenter(load_config(None)).segment(make_state_scene(96, 128, seed=1)[0])
+    assert result.state is None and result.area_by_state is None
+
+
+@needs_tf
+def test_a_state_head_learnt_from_tile_tags_maps_light_and_heavy_rust(tmp_path):
+    """The whole v3 recipe on synthetic scenes whose rust is painted by state: tile tags ->
+    multiple-instance head -> TFLite -> the device rule. Light stain must come out Fair, dark
+    pitted scale Severe, well above chance (1/3)."""
+    weights = shared_data("weights", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5")
+    import io
+
+    import keras
+
+    from converter.model import build_classifier
+    from converter.states import (StateTraining, attach_states, choose_thresholds,
+                                  frozen_features, predict_maps, train_state_head, upsample)
+    from converter.student import attach_head
+
+    keras.utils.set_random_seed(5)
+    model = attach_head(build_classifier(SIZE, 0.35, weights, 0.0))
+    images, states = _rgb_state_scenes(48, seed=0)
+    settings = StateTraining(tile_cells=(12, 3), min_share=0.05, epochs=20, batch_size=16,
+                             learning_rate=0.01)
+    head = train_state_head(frozen_features(model, images), states, settings, io.StringIO())
+    model = attach_states(model, head)
+    _, cumulative = predict_maps(model, images)
+    thresholds, _ = choose_thresholds(upsample(cumulative, SIZE), states > 0, states)
+    exported = _export_v3(model, tmp_path, StateThresholds(*thresholds))
+
+    device = CorrosionModel(exported["tflite"], threads=1)
+    test_images, truth = _rgb_state_scenes(16, seed=1000)
+    predicted = np.stack([
+        states_in_mask(device.infer(image).state, level > 0, StateThresholds(*thresholds))
+        for image, level in zip(test_images, truth)])
+    inside = truth > 0
+    assert np.mean(predicted[inside] == truth[inside]) >= 0.6
+    for level in (1, 2, 3):   # each painted state is mostly read as itself
+        counts = np.bincount(predicted[truth == level], minlength=4)
+        assert counts.argmax() == level, (level, counts)
