@@ -146,7 +146,7 @@ in_root "rm -rf $OUT && mkdir -p $OUT && cd $OUT && \
 say "rustseg demo ran: $(grep -m1 'report:' "$ROOT$OUT/demo.txt" || tail -1 "$ROOT$OUT/demo.txt")"
 in_root "cd $OUT && timeout 1800 /opt/venv/bin/rustseg bench --frames 3 --warmup 1 --json $OUT/bench.json > $OUT/bench.txt 2>&1" \
     || { say "rustseg bench failed on arm64:"; tail -20 "$ROOT$OUT/bench.txt" >&2; exit 1; }
-say "rustseg bench ran (emulated timings, meaningless): $(head -1 "$ROOT$OUT/bench.txt")"
+say "rustseg bench ran (emulated timings, meaningless): $(grep -m1 ' FPS ' "$ROOT$OUT/bench.txt")"
 
 # The same frames, the same model, the same command on both machines: thresholded seg masks
 # (refine none) isolate the model; light adds k-means and the CRF, which run on the CPU too.

@@ -8,18 +8,20 @@ PNGs, one per frame, as `rustseg run --save-masks` writes them) and `host-frames
 and exits 1 when a path agrees less than its threshold (2 when the folder is not as expected).
 
 Why these thresholds. The model is float16 weights; the TFLite runtime (XNNPACK) computes with
-different kernels on the two CPUs: AVX on x86, NEON on aarch64, and on an aarch64 CPU with
-half-precision arithmetic (qemu's emulated CPU has it, as do the Pi 5 and the Orin) it may run
-float16 models in float16 itself. Scores then differ in the third decimal, and mask pixels whose
-probability sits near the 0.5 cut flip: those lie on the outline of each region, a band one or
-two pixels wide of the 40x40 `seg` map upsampled to 640x480. On the check's frames that band
-is a few percent of the marked area, so thresholded masks (`none`) should agree at pooled IoU
-well above 0.9; a real fault (channels swapped, wrong normalisation, a broken runtime build)
-moves whole regions and falls far below it. The light path adds k-means colour clusters and a
-short dense CRF, both iterative: a flipped pixel can move a cluster centre and the CRF grows
-from the seeds, so its agreement is naturally lower and its bar is lower. The per-frame gate can
-also flip on a frame whose score sits at the threshold, which empties that frame's mask on one
-side only; pooled IoU over all frames keeps one such frame from deciding the result.
+different kernels on the two CPUs: AVX on x86, NEON on aarch64, and on an aarch64 core with
+half-precision arithmetic (the check emulates a Pi 5's cortex-a76, which has it) it may run a
+float16 model in float16 itself. Scores then differ in the third decimal, and mask pixels whose
+probability sits near the 0.5 cut flip: they lie on the outline of each region, a band a pixel or
+two wide of the 40x40 `seg` map upsampled to the frame. Measured (bookworm, cortex-a76, the
+check's 12 frames): score max diff 0.0018, thresholded masks (`none`) pooled IoU 0.986 with
+0.36 % of pixels differing; an earlier trial on qemu's `max` CPU gave 0.965. So `none` must reach
+0.95: above what rounding did on both CPUs, while a real fault (channels swapped, a wrong
+normalisation, a broken runtime build) moves whole regions and lands far below. The light path
+adds k-means colour clusters and a short dense CRF, both iterative: a flipped pixel can move a
+cluster centre and the CRF grows from the seeds, so it agrees less (measured 0.973, worst frame
+0.877) and its bar is 0.90. The gate can also flip on a frame whose score sits at the threshold,
+emptying that frame's mask on one side only; pooled IoU over all frames keeps one such frame from
+deciding the result.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import cv2
 import numpy as np
 
 # Pooled IoU each refine path must reach (see the module docstring for the reasons).
-MIN_POOLED_IOU = {"none": 0.90, "light": 0.80}
+MIN_POOLED_IOU = {"none": 0.95, "light": 0.90}
 _SCORE_KEY = "score"
 
 
