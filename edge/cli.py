@@ -39,6 +39,7 @@ _EXIT_CODES_HELP = """exit codes:
   5    output lost mid-run, the run went on without it (sink_error_policy=drop)
   6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
   70   internal error
+  75   the --out or --record folder is in use by another live rustseg; try again later
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
   141  stdout closed by its reader (e.g. | head)"""
 
@@ -171,12 +172,15 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            help="0, /dev/video0, v4l2://, csi://0, picam://0, rtsp://..., a video "
                            "file, an image, a folder or glob, synthetic://?width=&height=&frames=")
             p.add_argument("--output", action="append", default=[], metavar="URI",
-                           help="display://0, out.mp4, dir/, http://127.0.0.1:8080 (repeatable)")
+                           help=f"{_output_examples()} (repeatable)")
             p.add_argument("--record", metavar="DIR", help="write the run record into this new "
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
             option(p, "--loop", "loop.loop_video", metavar="true|false")
             option(p, "--record-root", "record.root", metavar="DIR")
+            p.add_argument("--telemetry", metavar="URI", help="live MAVLink positions: "
+                           "udpin:0.0.0.0:14550, tcp:HOST:PORT or a serial device "
+                           "(/dev/ttyUSB0); a video's DJI .SRT sidecar is read without it")
         else:
             option(p, "--source", "demo.source", metavar="URI")
             option(p, "--out-dir", "demo.out_dir", metavar="DIR")
@@ -232,6 +236,12 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
     return parser
+
+
+def _output_examples() -> str:
+    from edge.outputs.registry import OUTPUT_EXAMPLES  # a leaf: no OpenCV or PyAV loaded
+
+    return OUTPUT_EXAMPLES
 
 
 def _batch_engines():
@@ -410,7 +420,7 @@ def _run(args, config: Config) -> int:
         raise ConfigError("rustseg run: give --record DIR or --record-root DIR, not both")
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
                          args.headless, not args.quiet, args.record,
-                         record_root=config.record.root or None)
+                         record_root=config.record.root or None, telemetry=args.telemetry)
     return _report(run_loop(config, request))
 
 

@@ -188,6 +188,37 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class CarryConfig:
+    """Evidence carried from frame to frame along the camera motion (video and live only)."""
+
+    enabled: bool = spec("carry evidence across frames of video and live sources (never "
+                         "between stills)")
+    weight: float = spec("share of the previous frame's carried evidence in the blend",
+                         range=(0.0, 0.95))
+    flow_side_px: int = spec("longest side, px, of the grey frames the optical flow runs on",
+                             range=(32, 1024))
+    fb_tolerance_px: float = spec("forward-backward check: a pixel agrees when its round trip "
+                                  "ends within this many flow px", range=(0.1, 20.0))
+    min_consistent: float = spec("share of pixels that must pass the forward-backward check, "
+                                 "else the flow is unreliable and nothing is carried",
+                                 range=(0.0, 1.0))
+    max_residual: float = spec("mean grey difference (0..255) between a frame and the previous "
+                               "one warped onto it above which it is a scene cut",
+                               range=(0.0, 255.0))
+    max_gap_frames: int = spec("frames a live source may skip between two frames shown with "
+                               "evidence still carried (the motion is measured between the "
+                               "frames shown); a longer gap starts again", range=(0, 1000))
+    gate_off_after: int = spec("a mask that was on switches off only after this many frames "
+                               "in a row without enough evidence", range=(1, 100))
+    full_without_lag: str = spec("where the full CRF runs in the background on the newest frame "
+                                 "and the frames between get its mask carried by the motion",
+                                 choices=("live", "always", "never"))
+    full_max_shift: float = spec("lagless full: the last full mask is carried while the motion "
+                                 "since its frame stays under this share of the frame width; "
+                                 "beyond, light is used", range=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     target_fps: float = spec("frame budget of the live loop and of --refine auto",
                              range=(0.1, 240))
@@ -232,9 +263,39 @@ class HttpConfig:
     token: str = spec("access token required on every route ('' = none; a non-empty env "
                       "RUSTSEG_TOKEN overrides)")
     jpeg_quality: int = spec("JPEG quality of the MJPEG stream", range=(10, 100))
-    max_clients: int = spec("concurrent viewers served; more are refused with 503 (open "
-                            "connections, finished or not, are capped at twice this)",
-                            range=(1, 1000))
+    max_clients: int = spec("concurrent viewers served; more are refused with 503 "
+                            "(connections served, and connections still sending their "
+                            "request head, are each capped at twice this)", range=(1, 1000))
+    max_per_address: int = spec("open connections one client address may hold; more are "
+                                "refused with 503 (a browser opens up to 6 to one page)",
+                                range=(1, 2000))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    bitrate_kbps: int = spec("H.264 target bitrate of rtp:// and udp:// outputs, kbit/s",
+                             range=(50, 100000))
+    gop_s: float = spec("seconds between keyframes (a late receiver waits at most this)",
+                        range=(0.1, 10.0))
+    preset: str = spec("x264 speed preset", choices=("ultrafast", "superfast", "veryfast",
+                                                     "faster", "fast", "medium"))
+    sdp_file: str = spec("rtp:// outputs: the SDP file written at start ('' = none)")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    max_age_s: float = spec("live MAVLink: a fix older than this at capture is missing",
+                            range=(0.01, 60.0))
+    srt_max_gap_s: float = spec("DJI .SRT: widest gap between two cues bridged by interpolation",
+                                range=(0.0, 10.0))
+    baud: int = spec("serial MAVLink baud rate", range=(1200, 4000000))
+    camera_hfov_deg: float = spec("footprint: camera field of view across the frame, degrees",
+                                  range=(1.0, 179.0))
+    camera_vfov_deg: float = spec("footprint: camera field of view down the frame, degrees",
+                                  range=(1.0, 179.0))
+    footprint_min_pitch_deg: float = spec("footprint only when the camera looks down at least "
+                                          "this steeply, degrees below the horizon",
+                                          range=(0.0, 90.0))
 
 
 @dataclass(frozen=True)
@@ -294,9 +355,12 @@ class Config:
     student: StudentConfig
     refine: RefineConfig
     gate: GateConfig
+    carry: CarryConfig
     loop: LoopConfig
     overlay: OverlayConfig
     http: HttpConfig
+    stream: StreamConfig
+    telemetry: TelemetryConfig
     data: DataConfig
     record: RecordConfig
     service: ServiceConfig
@@ -356,11 +420,69 @@ def load_config(path: str | os.PathLike | None = None,
     return _build(raw, str(source))
 
 
+_CONFIG_MAX_BYTES = 1 << 20   # config.yaml is about 12 KB: a file near 1 MiB is no config
+_CONFIG_MAX_DEPTH = 16        # config.yaml nests 3 deep (teacher.crf.iterations)
+
+
+class _RefusedYaml(yaml.YAMLError):
+    """YAML that parses but that a config must not hold (an alias, deep nesting, a key twice)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with three refusals, so a config file cannot hang or crash loading
+    and cannot hide a mistake:
+    - aliases (`*name`): nothing in a config needs them, and a few nested ones expand into
+      billions of nodes (an "alias bomb");
+    - nesting deeper than _CONFIG_MAX_DEPTH (the composer recurses once per level, so
+      thousands of `[` raise RecursionError);
+    - a key given twice in one mapping (YAML keeps the last one and silently drops the first,
+      e.g. a second `refine:` section)."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _RefusedYaml(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                               "are not allowed in a config; write the value out")
+        if self.depth >= _CONFIG_MAX_DEPTH:
+            raise _RefusedYaml(f"line {event.start_mark.line + 1}: nested more than "
+                               f"{_CONFIG_MAX_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = first_line.setdefault(key, line)
+            except TypeError:
+                continue  # an unhashable key: construct_mapping itself reports it
+            if first != line:
+                raise _RefusedYaml(f"line {line}: duplicate key {_show(key)} (first at line "
+                                   f"{first})")
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(source: Path, empty_ok: bool = False) -> dict:
     try:
-        raw = yaml.safe_load(source.read_text())
+        with open(source, "rb") as file:
+            data = file.read(_CONFIG_MAX_BYTES + 1)  # bounded: /dev/zero is a path too
+        if len(data) > _CONFIG_MAX_BYTES:
+            raise ConfigError(f"config file {source} is larger than {_CONFIG_MAX_BYTES} bytes; "
+                              "a config holds only the keys it changes")
+        raw = yaml.load(data.decode("utf-8"), Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ConfigError(f"config file {source} does not exist") from None
+    except _RefusedYaml as exc:
+        raise ConfigError(f"config file {source} {exc}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"config file {source} is not valid YAML: {first_line}") from None

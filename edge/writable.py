@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from edge.errors import ConfigError
@@ -66,8 +66,11 @@ def disk_full(folder: Path) -> bool:
 def write_atomic(path: Path, data: str | bytes, fsync: bool = False) -> None:
     """Replace `path` whole: write a temporary file beside it, then rename it over `path`, so a
     reader (or a run cut short) never sees half a file. Concurrent writers each get their own
-    temporary name; `fsync` also survives a power cut (the batch manifest needs that)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary name. The file gets the mode any new file gets here (0666 less the umask,
+    typically 0644), not mkstemp's 0600: a record is read by other people and tools.
+    `fsync` makes the result survive a power cut (the batch manifest needs that): the data is
+    synced before the rename and the folder after it, so the new name itself is on disk."""
+    temporary, handle = _create_beside(path)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data.encode() if isinstance(data, str) else data)
@@ -76,5 +79,23 @@ def write_atomic(path: Path, data: str | bytes, fsync: bool = False) -> None:
                 os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    if fsync:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new temporary file in `path`'s folder, opened for writing. Made with os.open and mode
+    0o666 so the kernel applies the umask (reading the umask means setting it, which is not
+    thread-safe); O_EXCL with a random name keeps concurrent writers apart, as mkstemp does."""
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another writer drew the same name: draw again

@@ -110,13 +110,17 @@ def test_model_without_contract_outputs_is_refused(tmp_path):
 def test_nan_outputs_become_an_invalid_empty_prediction(monkeypatch):
     model = CorrosionModel(DEFAULT_MODEL, threads=1)
     bound = model._interpreter()
-    seg = None if model.seg_hw is None else np.full((1, *model.seg_hw), np.nan, np.float32)
-    monkeypatch.setattr(bound, "run", lambda batch: (np.array([[np.nan]], np.float32),
-                                                     np.full((1, *model.cam_hw), np.inf,
-                                                             np.float32), seg))
+    outputs = {"score": np.array([[np.nan]], np.float32),
+               "cam": np.full((1, *model.cam_hw), np.inf, np.float32)}
+    if model.seg_hw is not None:
+        outputs["seg"] = np.full((1, *model.seg_hw), np.nan, np.float32)
+    if model.state_hw is not None:
+        outputs["state"] = np.full((1, *model.state_hw, 3), np.nan, np.float32)
+    monkeypatch.setattr(bound, "run", lambda batch: outputs)
     prediction = model.predict(np.zeros((64, 64, 3), np.uint8))
     assert not prediction.valid and prediction.score == 0.0 and not prediction.cam01.any()
     assert prediction.seg01 is None or not prediction.seg01.any()
+    assert prediction.state is None or not prediction.state.any()
 
 
 def test_interpreters_are_per_thread():

@@ -196,6 +196,8 @@ def test_ctrl_c_with_a_process_backed_refine_keeps_accounting_video_and_no_worke
     assert len(lines) == processed and all(json.loads(line)["path"] for line in lines)
     assert video_frames(video) == processed
     assert "stopped by SIGINT" in out and "Traceback" not in err
+    # with carrying on (the default), which it was: evidence went from frame to frame
+    assert any(json.loads(line)["evidence_from"] is not None for line in lines)
 
 
 def test_a_killed_loop_leaves_no_worker_behind(tmp_path):

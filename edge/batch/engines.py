@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import socket
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +38,8 @@ class EngineError(RustsegError):
 
 
 _STOP_POLL_S = 0.2
+_RAY_CONNECT_TIMEOUT_S = 5.0   # a cluster that does not accept a connection by then is unreachable
+_RAY_NO_PROBE = (None, "", "auto", "local")   # addresses Ray resolves itself, on this machine
 _MAX_POOL_RESTARTS = 3
 
 _worker_stop = None  # the pool's shared stop event, set in each worker by _init_pool_worker
@@ -176,6 +179,26 @@ def _local_model_path(payload: dict) -> str:
     return str(model)
 
 
+def check_reachable(address: str | None) -> None:
+    """EngineError unless the cluster at `address` (HOST:PORT or ray://HOST:PORT) accepts a
+    TCP connection within _RAY_CONNECT_TIMEOUT_S. ray.init itself keeps retrying an
+    unreachable address for minutes with no word to the user."""
+    if address in _RAY_NO_PROBE:
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit():
+        raise EngineError(f"rustseg batch --address {address!r}: expected HOST:PORT or "
+                          "ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=_RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else exc.strerror or str(exc)
+        raise EngineError(f"rustseg batch --address {address}: cannot reach the Ray cluster "
+                          f"within {_RAY_CONNECT_TIMEOUT_S:g} s ({reason}); is `ray start` "
+                          "running there, and is the port open?") from None
+
+
 def _ray_task(job: Job, payload: dict) -> dict:
     native_logs.configure(verbose=False)
     config = job.config.replace({"model.path": _local_model_path(payload)})
@@ -191,6 +214,7 @@ def run_ray(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
         return
     started_here = not ray.is_initialized()
     if started_here:
+        check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      **({} if address else {"num_cpus": workers * threads}))
@@ -227,9 +251,17 @@ def run_ray(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
 
 
 ENGINES: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
-# What an engine needs installed, checked before any work starts (fail fast, one line).
-REQUIREMENTS: dict[str, Callable[[], object]] = {"ray": _import_ray}
 
 
-def check_engine(name: str) -> None:
-    REQUIREMENTS.get(name, lambda: None)()
+def _check_ray(address: str | None) -> None:
+    _import_ray()
+    check_reachable(address)
+
+
+# What an engine needs (installed, reachable), checked before any work starts (fail fast, one
+# line).
+REQUIREMENTS: dict[str, Callable[[str | None], None]] = {"ray": _check_ray}
+
+
+def check_engine(name: str, address: str | None = None) -> None:
+    REQUIREMENTS.get(name, lambda address: None)(address)

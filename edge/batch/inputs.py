@@ -3,6 +3,9 @@
 Each expands to `BatchInput`s: one per video, one per folder or glob (its stills are one run).
 A path that does not exist, an empty list file or a glob that matches nothing is a one-line
 `DataError` naming it, raised before any work starts (a typo should not cost a night).
+A path that exists is always taken literally (`DJI [1].mp4` is that file, not a glob that
+matches `DJI 1.mp4`); only an argument that is not an existing path is read as a glob. A FIFO,
+socket or device is refused: hashing it for the manifest would wait forever.
 A file that exists but turns out to be corrupt is not caught here: it fails in its worker and
 is recorded there, and the batch goes on.
 """
@@ -17,10 +20,12 @@ from pathlib import Path
 
 from edge.data.imageio import IMAGE_SUFFIXES
 from edge.errors import DataError
-from edge.sources import VIDEO_SUFFIXES
+from edge.sources import VIDEO_SUFFIXES, file_problem, is_glob
+from edge.sources.telemetry.dji_srt import sidecar_for
 
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_CHARS = 48
+_TRAILING_COMMENT = re.compile(r"\s+#")
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,18 @@ def expand_inputs(args: list[str]) -> list[BatchInput]:
 def _expand(arg: str) -> list[BatchInput]:
     if arg.startswith("@"):
         return _from_list(Path(arg[1:]))
-    if any(ch in arg for ch in "*?["):
-        return _from_glob(arg)
     path = Path(arg).expanduser()
+    if not path.exists() and is_glob(arg):
+        return _from_glob(arg)
     if path.is_dir():
         return [_folder(path)]
-    if not path.exists():
-        raise DataError(f"input {arg}: does not exist")
+    problem = file_problem(path)  # the same words as `run --source`
+    if problem:
+        raise DataError(f"input {arg}: {problem}; expected a video file, an image folder, a "
+                        "glob or @list.txt")
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return [BatchInput(str(path.resolve()), "video", (path.resolve(),))]
+        return [_video(path.resolve())]
     if suffix in IMAGE_SUFFIXES:
         return [BatchInput(str(path.resolve()), "stills", (path.resolve(),))]
     raise DataError(f"input {arg}: unsupported file type {suffix or '(none)'}; expected a video "
@@ -76,18 +83,39 @@ def _from_list(list_path: Path) -> list[BatchInput]:
         lines = list_path.read_text().splitlines()
     except OSError as exc:
         raise DataError(f"input @{list_path}: cannot read ({exc.strerror})") from None
-    entries = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    entries = [entry for entry in map(lambda line: _list_entry(line, list_path.parent), lines)
+               if entry]
     if not entries:
         raise DataError(f"input @{list_path}: lists no inputs")
     items = []
     for entry in entries:
         if entry.startswith("@"):
             raise DataError(f"input @{list_path}: nested list {entry} is not allowed")
-        # Relative entries are relative to the list file, so a list travels with its archive.
-        if not Path(entry).expanduser().is_absolute():
-            entry = str(list_path.parent / entry)
-        items += _expand(entry)
+        items += _expand(_beside(list_path.parent, entry))
     return items
+
+
+def _beside(folder: Path, entry: str) -> str:
+    """A list entry as a path or glob: relative entries are relative to the list file, so a
+    list travels with its archive. The list's own folder is never read as a glob."""
+    if Path(entry).expanduser().is_absolute():
+        return entry
+    literal = folder / entry
+    if literal.exists() or not is_glob(entry):
+        return str(literal)
+    return str(Path(globlib.escape(str(folder))) / entry)
+
+
+def _list_entry(line: str, folder: Path) -> str:
+    """One line of an @list without its comment: a `#` at the start of the (indented) line or
+    after whitespace begins a comment, as in a shell. A line that is an existing path as a
+    whole is taken literally, so `clip #3.mp4` still names that file."""
+    entry = line.strip()
+    if not entry or entry.startswith("#"):
+        return ""
+    if (folder / Path(entry).expanduser()).exists():  # an absolute entry ignores `folder`
+        return entry
+    return _TRAILING_COMMENT.split(entry, maxsplit=1)[0].strip()
 
 
 def _from_glob(pattern: str) -> list[BatchInput]:
@@ -98,11 +126,18 @@ def _from_glob(pattern: str) -> list[BatchInput]:
     stills = tuple(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES)
     if not videos and not stills:
         raise DataError(f"input {pattern}: the glob matches no video or image")
-    items = [BatchInput(str(p), "video", (p,)) for p in videos]
+    items = [_video(p) for p in videos]
     if stills:
         image_glob = str(Path(pattern).expanduser().absolute())
         items.append(BatchInput(image_glob, "stills", stills))
     return items
+
+
+def _video(path: Path) -> BatchInput:
+    """A video, with its DJI .SRT sidecar among its files when it has one: a changed sidecar
+    changes the positions, so the input is redone."""
+    sidecar = sidecar_for(path)
+    return BatchInput(str(path), "video", (path,) + ((sidecar.resolve(),) if sidecar else ()))
 
 
 def _folder(path: Path) -> BatchInput:

@@ -28,9 +28,11 @@ from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
 from edge.method.modelcard import file_sha256
 from edge.record.layout import RecordLayout
+from edge.record.lock import FolderLock
 
 EXIT_SOME_FAILED = 6
 RECORDS_DIR = "records"
+LOCK_NAME = "batch.lock"   # DIR/batch.lock exists while a batch runs on DIR
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,21 @@ def run_batch(config: Config, request: BatchRequest) -> BatchResult:
     if request.engine not in ENGINES:
         raise ConfigError(f"rustseg batch --engine: {request.engine!r}; expected one of "
                           f"{', '.join(ENGINES)}")
-    check_engine(request.engine)
+    check_engine(request.engine, request.address)
     if importlib.util.find_spec("matplotlib") is None:  # every record gets its report
         raise MissingDependencyError("rustseg batch writes each record's report, which needs "
                                      "matplotlib: pip install 'rustseg-edge[report]'")
     items = expand_inputs(list(request.inputs))
     out_dir = Path(request.out_dir)
     (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    # One batch per --out at a time: a second one would remove the first one's records as
+    # stale and overwrite its manifest. Taken before anything in the folder is read or removed.
+    with FolderLock(out_dir / LOCK_NAME, f"--out {out_dir}", "rustseg batch"):
+        return _run_locked(config, request, items, out_dir)
+
+
+def _run_locked(config: Config, request: BatchRequest, items: list[BatchInput],
+                out_dir: Path) -> BatchResult:
     manifest = Manifest.load(out_dir)
     card_sha = file_sha256(resolve_resource(config.model.path).with_suffix(".json"))
     workers, threads = plan_workers(request.workers, os.cpu_count() or 1)

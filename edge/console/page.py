@@ -67,9 +67,12 @@ _NUMBERS = (  # id, label, unit
     ("score", "corrosion score", "0-1"),
     ("area", "corroded area", "% of frame"),
     ("path", "refine path", ""),
+    ("mask", "mask", "fresh or carried"),
     ("drops", "dropped frames", "since start"),
     ("latency", "latency, capture to output", "ms"),
     ("frame", "frame", "#"),
+    ("position", "position (telemetry)", "lat, lon"),
+    ("position_age", "position age", "s at capture"),
     ("viewers", "viewers", "open streams"),
 )
 
@@ -101,10 +104,18 @@ function numbers(s, f) {{
     (100 * f.corroded_fraction).toFixed(1);
   $('path').textContent = f.path ?? '-';
   $('why').textContent = f.path ? `${{f.path}}: ${{PATHS[f.path] ?? ''}}` : '';
+  // the record's own flag: refined on this frame, or an earlier frame's mask carried onto it
+  $('mask').textContent = f.mask === 'carried' ? `carried from #${{f.mask_from}}` :
+    (f.mask ?? '-');
   $('drops').textContent = f.dropped ?? '-';
   $('latency').textContent = (f.output_at && f.captured_at) ?
     (1000 * (f.output_at - f.captured_at)).toFixed(0) : '-';
   $('frame').textContent = f.index ?? '-';
+  const p = f.position;  // a missing position is shown as missing, with why on hover
+  $('position').textContent = p ? `${{num(p.lat, 6)}}, ${{num(p.lon, 6)}}` :
+    (f.position_missing ? 'missing' : '-');
+  $('position').title = f.position_missing ?? '';
+  $('position_age').textContent = p && p.age_s !== undefined ? num(p.age_s, 1) : '-';
   $('viewers').textContent = s.viewers ?? '-';
 }}
 function line(points, key, top, scale) {{

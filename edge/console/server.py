@@ -6,26 +6,43 @@ Routes (nothing else is served, no files, no paths):
     /stats.json   the latest frame record, the HUD's rolling FPS, the recent findings and the
                   run's notices (the record's video stopped at the card's free-space reserve)
     /finding.jpg  ?id=FRAME&size=thumb|full: one of the recent findings (edge/console/live_findings.py)
-Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`).
+Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`;
+a non-ASCII token works in both: the query is percent-encoded UTF-8, and the header's raw
+bytes, which http.server hands over as Latin-1 text, are compared as the token's UTF-8 bytes,
+which is what curl and other clients send).
 
 The loop only hands over the newest overlay (`write` stores a reference and returns); one
 encoder thread turns it into JPEG once, and each viewer's thread sends the newest JPEG when it
 can. A slow or stalled viewer therefore only misses frames, it never slows the loop, and
 viewers beyond http.max_clients get 503.
 
-Connections are bounded too: a request must arrive within _REQUEST_TIMEOUT_S, and at most
-2 x max_clients connections (a viewer holds a stream and a stats connection) are open at once,
-finished or not; more are answered 503 and closed without a thread.
+Connections are bounded too, so that clients that have not (yet) shown the token cannot lock
+the token holder out (slowloris):
+- the whole request head (request line, headers and any small body) must arrive within
+  _HEAD_DEADLINE_S of the request's start, however slowly it trickles in; a body is read and
+  discarded by its Content-Length (or the connection is closed), never parsed as a request;
+- a connection still sending its head is "pending": at most 2 x max_clients are pending,
+  and when they are all taken a new connection ends the pending one that has waited longest
+  (a client that sends its head at once, as the token holder's browser does, is through in
+  milliseconds, so slow clients cannot keep it out);
+- a request whose head has arrived and carries the token (or any, when no token is set)
+  moves its connection to the served ones, at most 2 x max_clients (a viewer holds a stream
+  and a stats connection); a request without the token gets 401 and its connection closes;
+- one client address holds at most http.max_per_address connections, pending or served;
+  more are answered 503 and closed without a thread.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import ipaddress
 import json
 import socket
+import sys
 import threading
 import time
+from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -41,7 +58,8 @@ from edge.outputs import FrameSink, OutputFrame, parse_http_uri
 _BOUNDARY = "rustsegframe"
 _CLIENT_WAIT_S = 1.0       # a viewer re-checks for shutdown at least this often
 _SEND_TIMEOUT_S = 5.0      # a viewer that cannot take a frame for this long is dropped
-_REQUEST_TIMEOUT_S = 5.0   # a connection that has not sent its request by then is closed
+_HEAD_DEADLINE_S = 5.0     # a request's head (and small body) must have arrived by then
+_MAX_BODY_BYTES = 64 * 1024   # a body up to this is read and dropped; a larger one closes
 _STALE_AFTER_S = 2.0       # the page says STALE when no frame came for this long
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"Content-Length: 18\r\nConnection: close\r\n\r\ntoo many viewers\r\n")
@@ -109,59 +127,179 @@ class _FeedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     # socketserver's backlog of 5 leaves a burst of connections half-open in the kernel, out
-    # of reach of the cap below; a deeper queue lets the cap see (and refuse) them at once.
+    # of reach of the caps below; a deeper queue lets the caps see (and refuse) them at once.
     request_queue_size = 128
 
-    def __init__(self, address, feed: "HttpFeedSink", max_connections: int) -> None:
+    def __init__(self, address, feed: "HttpFeedSink", max_connections: int,
+                 max_per_address: int) -> None:
         self.feed = feed
-        self.max_connections = max_connections
-        self.open_connections: set = set()   # accepted and not yet closed, finished or not
+        self.max_connections = max_connections   # served, and apart from them pending
+        self.max_per_address = max_per_address
+        # Accepted and not yet closed, by client address. A connection is pending (its head
+        # has not arrived with the token) or served; `pending` keeps accept order.
+        self.addresses: dict = {}
+        self.pending: dict = {}
+        self.served: set = set()
+        self.per_address: Counter = Counter()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def verify_request(self, request, client_address) -> bool:
-        # Runs in the accept thread, before a handler thread exists: the cap bounds threads.
+        # Runs in the accept thread, before a handler thread exists: the caps bound threads.
+        address = client_address[0]
+        evicted = None
         with self.connections_lock:
-            if len(self.open_connections) < self.max_connections:
-                self.open_connections.add(request)
+            if self.per_address[address] < self.max_per_address:
+                if len(self.pending) >= self.max_connections:
+                    evicted = next(iter(self.pending))  # the longest wait: the slowest head
+                    self._forget(evicted)
+                self.addresses[request] = address
+                self.per_address[address] += 1
+                self.pending[request] = address
+                admitted = True
+            else:
+                admitted = False
+        if evicted is not None:
+            _hang_up(evicted)  # its thread sees the end of the stream and finishes
+        if not admitted:
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass  # the refused client is gone or not reading: closing is all that is left
+        return admitted
+
+    def serve(self, request) -> bool:
+        """Move a connection whose request carried the token to the served ones; False when
+        those are all taken (the caller answers 503)."""
+        with self.connections_lock:
+            if request in self.served:
                 return True
-        try:
-            request.setblocking(False)
-            request.send(_BUSY)
-        except OSError:
-            pass  # the refused client is gone or not reading: closing is all that is left
-        return False
+            if request not in self.addresses or len(self.served) >= self.max_connections:
+                return False
+            self.pending.pop(request, None)
+            self.served.add(request)
+            return True
+
+    def _forget(self, request) -> None:
+        """Stop counting a connection (closed, or evicted); the lock is held."""
+        address = self.addresses.pop(request, None)
+        if address is not None:
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+        self.pending.pop(request, None)
+        self.served.discard(request)
 
     def drop_connections(self) -> None:
         """End every open connection: a closed feed must not keep answering on kept-alive
         ones, or a page would take a finished run for a stalled one."""
         with self.connections_lock:
-            for request in self.open_connections:
-                try:
-                    request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already gone
+            for request in list(self.addresses):
+                _hang_up(request)
 
     def shutdown_request(self, request) -> None:
         with self.connections_lock:
-            self.open_connections.discard(request)
+            self._forget(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that resets or leaves mid-reply (or was cut off) is ordinary here; only
+        anything else is a bug worth socketserver's traceback on stderr."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def _hang_up(request) -> None:
+    try:
+        request.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes, with every read limited to what is left of a deadline, so a
+    client sending one byte a second cannot stretch a request head past it (a socket timeout
+    alone bounds each read, not the request). Without a deadline each read waits `per_read_s`."""
+
+    def __init__(self, connection: socket.socket, per_read_s: float) -> None:
+        self.connection, self.per_read_s = connection, per_read_s
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        wait = self.per_read_s
+        if self.deadline is not None:
+            wait = min(wait, self.deadline - time.monotonic())
+            if wait <= 0:
+                # socket.timeout: what http.server catches (TimeoutError only from 3.10)
+                raise socket.timeout("the request head took too long")
+        self.connection.settimeout(wait)
+        return self.connection.recv_into(buffer)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _FeedServer
     protocol_version = "HTTP/1.1"
-    timeout = _REQUEST_TIMEOUT_S  # socketserver applies it to the connection in setup()
+    timeout = _HEAD_DEADLINE_S  # the head's deadline, and the longest wait of any one read
 
     def log_message(self, format, *args) -> None:  # keep the loop's stdout readable
         pass
 
-    def do_GET(self) -> None:
-        feed = self.server.feed
+    def setup(self) -> None:
+        super().setup()
+        self.reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        # The clock starts before the request line: a kept-alive connection gets the same
+        # time for its next request as a new one.
+        self.reader.deadline = time.monotonic() + self.timeout
+        super().handle_one_request()
+
+    def _head_done(self) -> bool:
+        """Drop the body (or close), stop the head's clock; False when the client is not let
+        in: no token (401, closed) or no room among the served connections (503, closed)."""
+        self._drop_body()
+        self.reader.deadline = None
+        self.connection.settimeout(self.timeout)  # not what the deadline's last read left
         url = urlparse(self.path)
-        if not feed.authorised(self.headers.get("Authorization", ""), parse_qs(url.query)):
+        if not self.server.feed.authorised(self.headers.get("Authorization", ""),
+                                           parse_qs(url.query)):
+            self.close_connection = True  # an unauthorised client keeps no connection
             self._plain(HTTPStatus.UNAUTHORIZED, "access token required\n")
+            return False
+        if not self.server.serve(self.connection):
+            self.close_connection = True
+            self._plain(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+            return False
+        return True
+
+    def _drop_body(self) -> None:
+        """Read and drop a request body by its Content-Length (still under the head's
+        deadline), so its bytes are never taken for the next request; a body of unknown or
+        large size closes the connection after the reply instead."""
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or (length is not None and not length.isdigit()):
+            self.close_connection = True
             return
+        size = int(length or 0)
+        if size > _MAX_BODY_BYTES:
+            self.close_connection = True
+            return
+        while size > 0:
+            chunk = self.rfile.read(size)
+            if not chunk:
+                self.close_connection = True  # the client stopped short
+                return
+            size -= len(chunk)
+
+    def do_GET(self) -> None:
+        if not self._head_done():
+            return
+        url = urlparse(self.path)
         route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream,
                  "/stats.json": self._stats, "/finding.jpg": self._finding}.get(url.path)
         if route is None:
@@ -170,7 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
         route(url)
 
     def do_HEAD(self) -> None:
-        self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "")
+        if self._head_done():
+            self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "")
 
     do_POST = do_PUT = do_DELETE = do_HEAD
 
@@ -245,7 +384,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class HttpFeedSink(FrameSink):
     def __init__(self, host: str, port: int, token: str, jpeg_quality: int,
-                 max_clients: int, overlay: OverlayConfig | None = None) -> None:
+                 max_clients: int, overlay: OverlayConfig | None = None,
+                 max_per_address: int | None = None) -> None:
         self.token = token
         self.overlay = overlay or load_config().overlay  # for the page's legend
         self.findings = RecentFindings(jpeg_quality)
@@ -259,7 +399,8 @@ class HttpFeedSink(FrameSink):
         self.exposed_warning = "" if token or is_loopback(host) else \
             _EXPOSED_WARNING.format(host=host or "all addresses")
         try:
-            self.server = _FeedServer((host, port), self, 2 * max_clients)
+            self.server = _FeedServer((host, port), self, 2 * max_clients,
+                                      max_per_address or 2 * max_clients)
         except OSError as exc:
             self.latest.close()
             raise SinkError(f"output http://{host}:{port}: cannot listen ({exc.strerror})") \
@@ -274,15 +415,16 @@ class HttpFeedSink(FrameSink):
     def from_uri(cls, uri: str, settings, overlay: OverlayConfig | None = None) -> "HttpFeedSink":
         address = parse_http_uri(uri, settings)
         return cls(address.host, address.port, address.token, settings.jpeg_quality,
-                   settings.max_clients, overlay)
+                   settings.max_clients, overlay, settings.max_per_address)
 
     def authorised(self, header: str, query: dict) -> bool:
         if not self.token:
             return True
-        offered = query.get("token", [""])[0]
+        offered = query.get("token", [""])[0].encode()  # parse_qs decodes UTF-8
         if header.startswith("Bearer "):
-            offered = header[len("Bearer "):]
-        return hmac.compare_digest(offered.encode(), self.token.encode())
+            # http.server decodes header bytes as Latin-1: encoding back gives the bytes sent.
+            offered = header[len("Bearer "):].encode("latin-1", "replace")
+        return hmac.compare_digest(offered, self.token.encode())
 
     def viewers(self) -> int:
         return self.max_clients - self.viewer_slots._value  # noqa: SLF001 (no public getter)

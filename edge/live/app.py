@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.config import Config
 from edge.console.server import HttpFeedSink
 from edge.live.notify import SystemdNotifySink
+from edge.live.locate import open_locator
 from edge.live.pipeline import LoopOptions, Pipeline, RunReport
 from edge.method.segment import Segmenter, build_segmenter
 from edge.outputs import JsonlLogSink, MaskFolderSink, open_output
@@ -28,6 +29,7 @@ from edge.record.catalogue import new_record_folder
 from edge.record.layout import RecordLayout
 from edge.record.recorder import RunRecorder
 from edge.sources import open_source
+from edge.sources.telemetry.mavlink import check_telemetry_uri
 
 _EXIT_AT_ONCE = 130
 DEMO_RECORD = "demo_record"      # the demo's record folder, inside demo.out_dir
@@ -44,6 +46,7 @@ class RunRequest:
     record: str | None = None        # run record folder (edge/record/layout.py)
     replace_record: bool = False     # a folder holding an earlier record is emptied first
     record_root: str | None = None   # no `record`: a new record folder under this one
+    telemetry: str | None = None     # live MAVLink (udpin:HOST:PORT or a serial device)
 
 
 @contextmanager
@@ -94,15 +97,19 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         failure = exc
         raise
     finally:
-        if recorder is not None and recorder.started_at is not None:
-            try:
-                recorder.finish(report, failure)
-            except OSError:
-                if failure is None:
-                    raise  # the summary could not be written: not a success
-                # else the run's own failure is the one to report
-        elif new_folder is not None:
-            _remove_if_empty(new_folder)  # the source never opened: no record, no litter
+        try:
+            if recorder is not None and recorder.started_at is not None:
+                try:
+                    recorder.finish(report, failure)
+                except OSError:
+                    if failure is None:
+                        raise  # the summary could not be written: not a success
+                    # else the run's own failure is the one to report
+        finally:
+            if recorder is not None:
+                recorder.release()  # after summary.json: the record is no longer live
+            if new_folder is not None and (recorder is None or recorder.started_at is None):
+                _remove_if_empty(new_folder)  # the source never opened: no record, no litter
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -141,6 +148,8 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         sinks = [stack.push(sink) for sink in _build_sinks(config, request)]
         if recorder is not None:
             sinks += [stack.push(sink) for sink in recorder.sinks]
+        if request.telemetry:
+            check_telemetry_uri(request.telemetry)  # a typo fails before the source opens
         notify = SystemdNotifySink.from_environment()
         if notify is not None:  # last: its start() says READY=1 once everything else started
             sinks.append(stack.push(notify))
@@ -148,7 +157,11 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
                                                  loop.reconnect_backoff_s))
-        check_no_overwrite(source.input_files(), sinks)  # before anything is written
+        locator = open_locator(request.telemetry, source, config.telemetry)
+        if locator is not None:
+            stack.callback(locator.close)
+        check_no_overwrite(source.input_files() + (locator.files() if locator else []),
+                           sinks)  # before anything is written
         if recorder is not None:
             recorder.begin(source, segmenter)
             print(f"record {recorder.layout.root}: {recorder.free_mb_at_start:.0f} MB free, "
@@ -159,10 +172,13 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
         for sink in sinks:
             if sink.name.startswith("http://"):
                 print(f"live page: {sink.name}/", file=sys.stderr, flush=True)
+            if getattr(sink, "sdp_path", None):
+                print(f"SDP for VLC/ffplay: {sink.sdp_path}", file=sys.stderr, flush=True)
             if getattr(sink, "exposed_warning", ""):
                 print(f"rustseg: WARNING: {sink.exposed_warning}", file=sys.stderr, flush=True)
         options = LoopOptions(loop.frames, loop.queue_depth, loop.sink_error_policy,
-                              config.overlay, request.print_frames)
+                              config.overlay, request.print_frames,
+                              locator.locate if locator else None)
         print(f"model {segmenter.model.path} ({segmenter.model.runtime}, "
               f"{config.model.threads} threads), refine {config.refine.mode}, source "
               f"{request.source}", file=sys.stderr, flush=True)
@@ -183,7 +199,7 @@ def _build_sinks(config: Config, request: RunRequest):
     loop = config.loop
     for uri in request.outputs:
         yield open_output(uri, loop.target_fps, config.http, request.headless, config.overlay,
-                          http_sink=HttpFeedSink.from_uri)
+                          http_sink=HttpFeedSink.from_uri, stream_settings=config.stream)
     if request.log:
         yield JsonlLogSink(Path(request.log))
     if request.save_masks:

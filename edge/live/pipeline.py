@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class LoopOptions:
     sink_error_policy: str = "drop"  # drop | stop
     overlay: OverlayConfig | None = None
     print_frames: bool = True
+    # (position or None, why missing or None) of a frame, taken at capture (edge/live/locate.py)
+    locate: Callable[[Frame], tuple[dict | None, str | None]] | None = None
 
 
 @dataclass
@@ -55,6 +58,7 @@ class _Item:
     times: StageTimes
     prediction: object = None
     result: object = None
+    located: tuple[dict | None, str | None] = (None, None)
 
 
 @dataclass
@@ -143,6 +147,7 @@ class Pipeline:
 
     def run(self) -> RunReport:
         started = time.perf_counter()
+        self.segmenter.start_source(self.source.live, not self.source.stills)
         try:
             self._runner.run(self._capture(),
                              [Stage("infer", self._infer),
@@ -164,7 +169,10 @@ class Pipeline:
             with times.stage("capture"):
                 frame = self.source.read()
             if frame is not None:
-                yield _Item(frame, times)
+                item = _Item(frame, times)
+                if self.options.locate is not None:
+                    item.located = self.options.locate(frame)
+                yield item
             elif self.source.ended:
                 break  # else: a live source with nothing new yet
         if self.stop.is_set() and self.report.stopped_by == "end of source":
@@ -178,7 +186,8 @@ class Pipeline:
         return item
 
     def _refine(self, item: _Item) -> _Item:
-        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times)
+        index = None if self.source.stills else item.frame.index  # stills carry nothing
+        item.result = self.segmenter.refine(item.frame.image, item.prediction, item.times, index)
         return item
 
     def _draw_and_output(self, item: _Item) -> None:
@@ -188,7 +197,8 @@ class Pipeline:
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
                                    result.cam01, hud, result.state)
-        record = {**self._record(frame, result, times), "fps": round(hud.fps, 2)}
+        record = {**self._record(frame, result, times), "fps": round(hud.fps, 2),
+                  **_position_fields(*item.located)}
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
                                         record, frame.image, tuple(self.notices)))
@@ -257,6 +267,7 @@ class Pipeline:
                 "score": round(result.score, 5), "valid": result.valid,
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
                 **state_fields(result.corroded_fraction, result.area_by_state),
+                **mask_origin(frame.index, result),
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
                 "dropped": self._dropped(),
                 "lag_frames": self._lag(frame)}
@@ -271,6 +282,17 @@ class Pipeline:
         self.report.paths[result.path] = self.report.paths.get(result.path, 0) + 1
 
 
+def mask_origin(index: int, result) -> dict:
+    """Where a frame's mask came from, for its record: `mask` fresh (refined on this frame) or
+    carried (an earlier frame's mask moved along the motion), `mask_from` the frame it was
+    refined on, `evidence_from` the frame whose evidence was blended into this one's (None:
+    none was) and `carry_reset` why not."""
+    carried = result.mask_from is not None
+    return {"mask": "carried" if carried else "fresh",
+            "mask_from": result.mask_from if carried else index,
+            "evidence_from": result.evidence_from, "carry_reset": result.carry_reset}
+
+
 def _close_quietly(sink: FrameSink) -> None:
     try:
         sink.close()
@@ -282,4 +304,19 @@ def _frame_line(record: dict) -> str:
     ms = record["ms"]
     stages = " ".join(f"{k} {v:.1f}" for k, v in ms.items())
     return (f"frame {record['index']:>5} {record['name']}: corrosion {record['score']:.2f} "
-            f"area {100 * record['corroded_fraction']:5.1f}% {record['path']:<7} | {stages} ms")
+            f"area {100 * record['corroded_fraction']:5.1f}% {record['path']:<7} | {stages} ms"
+            f"{_position_text(record)}")
+
+
+def _position_fields(position: dict | None, missing: str | None) -> dict:
+    """The frame record's position, and the reason when a locator could not give one."""
+    return {"position": position, **({"position_missing": missing} if missing else {})}
+
+
+def _position_text(record: dict) -> str:
+    position = record.get("position")
+    if position is None:
+        missing = record.get("position_missing")
+        return f" | no position: {missing}" if missing else ""
+    age = f", {position['age_s']:.1f} s old" if position.get("age_s") is not None else ""
+    return f" | {position['lat']:.6f}, {position['lon']:.6f}{age}"

@@ -34,7 +34,8 @@ from edge.method.profiler import StageTimes, summarize
 from edge.method.segment import Segmenter, build_segmenter
 from edge.sources import open_source
 
-BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "refine", "overlay", "total")
+BENCH_STAGES = ("decode", "preprocess", "invoke", "cam_upsample", "carry", "refine", "overlay",
+                "total")
 DEFAULT_SOURCE = "synthetic://?width=640&height=480&frames=0&seed=3"  # the demo clip
 
 
@@ -101,13 +102,14 @@ class _FrameFeed:
         self._frames_this_pass = 0
 
     def next(self):
+        """(frame_bgr, its index in a source of consecutive frames, or None for a still)."""
         if self.source is None:
-            return read_image_bgr(next(self._paths))
+            return read_image_bgr(next(self._paths)), None
         while True:
             frame = self.source.read()
             if frame is not None:
                 self._frames_this_pass += 1
-                return frame.image
+                return frame.image, None if self.source.stills else frame.index
             if self.source.ended:
                 self._restart()
 
@@ -179,6 +181,7 @@ def run_bench(config: Config, request: BenchRequest) -> dict:
 @dataclass
 class _BenchItem:
     frame: object
+    index: int | None       # position in a source of consecutive frames; None: a still
     times: StageTimes
     prediction: object = None
     result: object = None
@@ -212,8 +215,8 @@ def _decoded(feed: _FrameFeed, count: int):
     for _ in range(count):
         times = StageTimes()
         with times.stage("decode"):
-            frame = feed.next()
-        yield _BenchItem(frame, times)
+            frame, index = feed.next()
+        yield _BenchItem(frame, index, times)
 
 
 def _infer(segmenter: Segmenter, item: _BenchItem) -> _BenchItem:
@@ -225,7 +228,7 @@ def _refine(segmenter: Segmenter, config: Config, item: _BenchItem) -> _BenchIte
     frame, times = item.frame, item.times
     with times.stage("cam_upsample"):
         cam_frame = segmenter.model.cam_to_frame(item.prediction.cam01, frame.shape[:2])
-    result = item.result = segmenter.refine(frame, item.prediction, times)
+    result = item.result = segmenter.refine(frame, item.prediction, times, item.index)
     with times.stage("overlay"):
         draw_overlay(frame, result.mask, config.overlay, cam_frame,
                      HudStats(0.0, dict(times.ms), result.score, result.corroded_fraction,
@@ -263,7 +266,8 @@ def format_bench(report: dict) -> str:
     for name in BENCH_STAGES:
         s = report["stages"][name]
         if not s["count"]:
-            lines.append(f"{name:<13}{0:>9}   (not run: every frame scored below threshold)")
+            why = "every frame scored below threshold" if name == "refine" else "off"
+            lines.append(f"{name:<13}{0:>9}   (not run: {why})")
             continue
         lines.append(f"{name:<13}{s['count']:>9}" + "".join(
             f"{s[k]:>9.2f}" for k in ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")))

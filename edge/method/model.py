@@ -12,6 +12,7 @@ plain resize, and the classifier was trained on squashed images too.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import threading
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ class Prediction:
     def evidence01(self) -> np.ndarray:
         """The best per-pixel evidence present: the distilled `seg`, else the CAM."""
         return self.cam01 if self.seg01 is None else self.seg01
+
+    def with_evidence(self, evidence01: np.ndarray) -> "Prediction":
+        """The same prediction with its best evidence replaced (carried across frames)."""
+        if self.seg01 is None:
+            return dataclasses.replace(self, cam01=evidence01)
+        return dataclasses.replace(self, seg01=evidence01)
 
 
 class RawOutputs(NamedTuple):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import Config, resolve_resource
+from edge.method.carry import EvidenceCarrier
 from edge.method.gate import MaskGate
 from edge.method.model import CorrosionModel
 from edge.method.paths import SKIPPED_PATH
@@ -35,6 +36,9 @@ class FrameResult:
     times: StageTimes
     # uint8 [H, W]: 0 outside the mask, 1 Fair, 2 Poor, 3 Severe; None for v1/v2 models
     state: np.ndarray | None = None
+    evidence_from: int | None = None   # frame whose evidence was carried into this one
+    carry_reset: str | None = None     # why nothing was carried (None: carried, or no carrying)
+    mask_from: int | None = None       # a carried mask: the frame it was refined on; None: fresh
 
     @property
     def corroded_fraction(self) -> float:
@@ -54,13 +58,16 @@ class Segmenter:
     """
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
-                 gate: MaskGate | None = None, refine_worker=None, tile_grid: int = 0) -> None:
+                 gate: MaskGate | None = None, refine_worker=None, tile_grid: int = 0,
+                 carrier: EvidenceCarrier | None = None) -> None:
         self.model, self.refiner = model, refiner
         self.tile_grid = tile_grid    # stills only: crops per side for tiled inference, 0 = off
         self.gate = gate if gate is not None else MaskGate(model.threshold)
         card = getattr(model, "card", None)
         self.state_thresholds = (StateThresholds.from_card(card.states)
                                  if card is not None and card.contract >= 3 else None)
+        # Carries evidence along the camera motion between consecutive frames (None: off).
+        self.carrier = carrier
         # The worker process the refiner's GIL-holding paths run in (None: they run here).
         # Whoever runs frames starts and closes it (edge/live/stages.py does, around the run).
         self.refine_worker = refine_worker
@@ -76,22 +83,42 @@ class Segmenter:
         with times.stage("invoke"):
             return self.model.infer(image_rgb)
 
-    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes) -> FrameResult:
-        if not self.gate.opens(prediction):
+    def refine(self, frame_bgr: np.ndarray, prediction, times: StageTimes,
+               index: int | None = None) -> FrameResult:
+        """Gate and refine one frame. `index` is its position in a source whose frames follow
+        one another (video, camera), so evidence may be carried; None for a still."""
+        evidence_from = reset = None
+        if self.carrier is not None:
+            with times.stage("carry"):
+                step = self.carrier.step(index, frame_bgr, prediction.evidence01)
+            prediction = prediction.with_evidence(step.evidence01)
+            evidence_from, reset = step.carried_from, step.reset
+            self.refiner.follow_motion(index, step.motion)
+            opens = self.carrier.gate.update(self.gate.opens(prediction), reset is None)
+        else:
+            opens = self.gate.opens(prediction)
+        if not opens:
             # No corrosion in this frame: an empty mask, and no time spent refining.
             mask = np.zeros(frame_bgr.shape[:2], bool)
-            path = SKIPPED_PATH
+            path, mask_from = SKIPPED_PATH, None
         else:
             with times.stage("refine"):
                 result = self.refiner.refine(prediction.evidence01, frame_bgr)
-            mask, path = result.mask, result.path
+            mask, path, mask_from = result.mask, result.path, result.mask_from
         state = None
         if prediction.state is not None and self.state_thresholds is not None:
             # Refinement said where; the state head says how bad, pixel by pixel in the mask.
             with times.stage("states"):
                 state = states_in_mask(prediction.state, mask, self.state_thresholds)
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
-                           times, state)
+                           times, state, evidence_from, reset, mask_from)
+
+    def start_source(self, live: bool, consecutive: bool) -> None:
+        """Before the first frame of a source: what its frames are (the refiner may act on it:
+        the full path runs without its lag on live sources)."""
+        if self.carrier is not None:
+            self.carrier = EvidenceCarrier(self.carrier.settings)   # a new chain
+        self.refiner.start_source(live, consecutive)
 
     def observe_frame(self, times: StageTimes) -> None:
         """Tell the refiner what the rest of this frame cost, for `auto`'s budget.
@@ -120,7 +147,9 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
     in_worker = gil_holding_paths(config.refine.mode)
     if allow_worker and config.refine.worker == "process" and in_worker:
         worker = RefineWorker(config.refine, in_worker)
+    carrier = EvidenceCarrier(config.carry) if config.carry.enabled else None
     return Segmenter(model, make_refiner(config.refine.mode, config.refine,
-                                         config.loop.target_fps, worker),
+                                         config.loop.target_fps, worker,
+                                         config.carry if carrier is not None else None),
                      MaskGate.from_config(model.threshold, config.gate), worker,
-                     config.stills.tile_grid)
+                     config.stills.tile_grid, carrier)

@@ -4,6 +4,8 @@
     out.mp4 / out.avi    a video file of the overlay (closed properly on Ctrl-C / SIGTERM)
     dir/                 one overlay JPEG per frame
     http://HOST:PORT     the inspector's live page (edge/console/server.py)
+    rtp://HOST:PORT      H.264 over RTP/UDP, with an SDP file (edge/outputs/stream.py)
+    udp://HOST:PORT      H.264 in MPEG-TS over UDP (edge/outputs/stream.py)
     --log frames.jsonl   one JSON record per frame, flushed as it goes
     --save-masks DIR     one binary PNG mask per frame (named after the image for image sources)
 
@@ -32,6 +34,7 @@ from edge.outputs.base import FrameSink, OutputFrame, write_image
 from edge.outputs.display import DisplaySink, display_available
 from edge.outputs.files import (VIDEO_CODECS, ImageFolderSink, JsonlLogSink, MaskFolderSink,
                                 VideoFileSink)
+from edge.outputs.registry import OUTPUT_EXAMPLES, OUTPUT_SCHEMES
 
 __all__ = ["DisplaySink", "FrameSink", "HttpAddress", "ImageFolderSink", "JsonlLogSink",
            "MaskFolderSink", "OutputFrame", "VideoFileSink", "display_available", "open_output",
@@ -64,14 +67,19 @@ def parse_http_uri(uri: str, settings) -> HttpAddress:
 
 
 def open_output(uri: str, fps: float, http_settings=None, headless: bool = False,
-                overlay=None, http_sink: Callable[..., FrameSink] | None = None) -> FrameSink:
+                overlay=None, http_sink: Callable[..., FrameSink] | None = None,
+                stream_settings=None) -> FrameSink:
     """The sink an --output URI names; SinkError (one line) for anything malformed.
 
     An http:// URI is checked here and built by `http_sink(uri, http_settings, overlay)`
-    (the console's HttpFeedSink.from_uri, passed in by the live app)."""
+    (the console's HttpFeedSink.from_uri, passed in by the live app). rtp:// and udp://
+    streams take `stream_settings` (the config's `stream` section)."""
     uri = str(uri).strip()
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
+    if scheme and scheme not in OUTPUT_SCHEMES + ("https",):
+        raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; expected one of "
+                        f"{OUTPUT_EXAMPLES}")
     if scheme == "display":
         if headless:
             raise SinkError("output display:// cannot be used with --headless")
@@ -83,12 +91,11 @@ def open_output(uri: str, fps: float, http_settings=None, headless: bool = False
         if http_sink is None:
             raise SinkError(f"output {uri}: the live console is not available here")
         return http_sink(uri, http_settings, overlay)
-    if scheme:
-        raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; expected display://0, "
-                        "a .mp4/.avi file, a folder/ or http://HOST:PORT")
+    if scheme in ("rtp", "udp"):
+        from edge.outputs.stream import H264StreamSink  # PyAV is loaded only for a stream
+        return H264StreamSink(uri, fps, stream_settings)
     if not uri:
-        raise SinkError("output is empty; expected display://0, a .mp4/.avi file, a folder/ or "
-                        "http://HOST:PORT")
+        raise SinkError(f"output is empty; expected one of {OUTPUT_EXAMPLES}")
     path = Path(uri).expanduser()
     if path.suffix.lower() in VIDEO_CODECS:
         return VideoFileSink(path, fps)

@@ -11,7 +11,8 @@ The finding rule (config `record`):
   Ctrl-C) is written on close.
 
 Each finding is three files (RecordLayout.finding_files) and one line in
-findings/findings.jsonl, with its position when the source is a geotagged photo.
+findings/findings.jsonl, with its frame's position when one is known (geotagged photos, video
+with a DJI .SRT sidecar, live MAVLink telemetry).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class FindingRule:
 class FindingSink(FrameSink):
     """Applies the finding rule to every frame and writes the findings into the record.
 
-    `locate(frame_name)` gives the position dict of a frame (None when unknown); the recorder
-    sets it once the source is open."""
+    A finding's position is its frame's (the log record's "position": EXIF for photos, the
+    .SRT sidecar or live MAVLink for video, edge/live/locate.py)."""
 
     def __init__(self, layout: RecordLayout, rule: FindingRule) -> None:
         try:
@@ -56,7 +57,6 @@ class FindingSink(FrameSink):
                             f"({exc.strerror})") from None
         self.layout, self.rule = layout, rule
         self.name = f"findings {layout.findings_dir}"
-        self.locate: Callable[[str], dict | None] = lambda name: None
         self.source_file: Callable[[str], Path | None] = lambda name: None
         self.count = 0
         self._pending: OutputFrame | None = None
@@ -111,7 +111,7 @@ class FindingSink(FrameSink):
                      overlay=self.layout.relative(files.overlay),
                      mask=self.layout.relative(files.mask),
                      source_file=str(source_file) if source_file else None,
-                     position=self.locate(frame.name))
+                     position=frame.record.get("position"))
         try:
             self._log.write(json.dumps(entry, separators=(",", ":")) + "\n")
             self._log.flush()

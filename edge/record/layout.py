@@ -6,6 +6,7 @@
     DIR/findings/findings.jsonl   one JSON line per finding (frame, time, score, area, position)
     DIR/run.json               effective config, model + card sha256, source, versions, times
     DIR/summary.json           how the run ended; written "running" at start, final at the end
+    DIR/run.lock               only while the recording process lives (edge/record/lock.py)
     DIR/report.html            `rustseg report DIR`, with its plots in DIR/report_files/
     DIR/findings.csv           `rustseg report DIR`
     DIR/findings.geojson       `rustseg report DIR`, when findings carry positions
@@ -85,6 +86,12 @@ class RecordLayout:
     @property
     def summary_json(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def run_lock(self) -> Path:
+        """Held by the recording process while it runs: `lock.lock_holder(run_lock)` tells a
+        run still going from one whose process died (summary.json says "running" for both)."""
+        return self.root / "run.lock"
 
     @property
     def report_html(self) -> Path:

@@ -25,6 +25,7 @@ from edge.record.reserve import ReserveGuardedVideo
 from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
                          ENDED_RUNNING, ENDED_SIGINT, NORMAL_ENDS, RECORD_FORMAT, RecordLayout,
                          flight_stats)
+from edge.record.lock import FolderLock
 from edge.outputs import FrameSink, JsonlLogSink, VideoFileSink
 from edge.writable import disk_full, make_folder, write_atomic
 
@@ -33,7 +34,7 @@ _SUMMARY_RESERVED_BYTES = 64 * 1024   # room summary.json is rewritten into at t
 
 class RunRecorder:
     """Build before the source opens (fails fast), `begin` once the source is open and the
-    overwrite check has passed, `finish` in a finally."""
+    overwrite check has passed, `finish` in a finally, then `release`."""
 
     def __init__(self, layout: RecordLayout, config: Config, source_uri: str,
                  replace: bool = False) -> None:
@@ -50,6 +51,11 @@ class RunRecorder:
         self.free_mb_at_start: float | None = None
         self.started_at: float | None = None
         self._run: dict = {}
+        # Held until summary.json says how the run ended (the caller's `release`), so a reader
+        # can tell this run from one whose process died. Taken last: nothing above can fail
+        # with it held.
+        self.lock = FolderLock(layout.run_lock, f"--record {layout.root}",
+                               "rustseg run --record").acquire()
 
     def begin(self, source, segmenter) -> None:
         """Write run.json and reserve summary.json; tell the findings where photos are.
@@ -57,13 +63,10 @@ class RunRecorder:
         if self.layout.is_record():
             _clear_old_record(self.layout)
         files = dict((name, path) for path, name in source.input_files() if name is not None)
-        if files:  # a photo folder: each photo its own view, and perhaps geotagged
-            from edge.record.positions import read_position
+        if files:  # a photo folder: each photo its own view
             self.findings.rule = FindingRule(self.config.record.finding_min_area,
                                              self.config.record.finding_gap_photos)
             self.findings.source_file = files.get
-            self.findings.locate = lambda name: read_position(files[name]) \
-                if name in files else None
         self.started_at = time.time()
         self.free_mb_at_start = round(self.video.free_mb(), 1)
         self._run = {"format": RECORD_FORMAT, "source": self.source_uri,
@@ -79,6 +82,10 @@ class RunRecorder:
                                 "complete": False, "started_at": self.started_at}))
             file.flush()
             os.fsync(file.fileno())
+
+    def release(self) -> None:
+        """Let go of the record's lock: the run is over, whatever summary.json says."""
+        self.lock.release()
 
     def finish(self, report, failure: BaseException | None) -> dict:
         """Write the final summary.json (in place) and run.json's end time; return the summary."""
@@ -114,7 +121,9 @@ def _check_folder(layout: RecordLayout, replace: bool) -> None:
         make_folder(root)
     except OSError as exc:
         raise ConfigError(f"--record {root}: cannot create the folder ({exc.strerror})") from None
-    if any(root.iterdir()) and not (replace and layout.is_record()):
+    # run.lock alone is what a run killed before its first write leaves: the folder is empty.
+    others = [p for p in root.iterdir() if p != layout.run_lock]
+    if others and not (replace and layout.is_record()):
         raise ConfigError(f"--record {root}: the folder is not empty; a record gets a new or "
                           "empty folder (nothing already there is written over)")
 

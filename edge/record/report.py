@@ -22,6 +22,7 @@ import numpy as np
 from edge.errors import DataError, MissingDependencyError
 from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
+from edge.record.footprint import METRES_PER_DEGREE, footprint
 from edge.record.layout import ENDED_RUNNING, RECORD_FORMAT, RecordLayout, flight_stats
 
 _PATHS_EXPLAINED = "; ".join(f"{path}: {meaning}" for path, meaning in PATH_MEANINGS.items())
@@ -31,7 +32,6 @@ _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
                 "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
                 "source_file")
 _PLOT_DPI = 110
-_METRES_PER_DEGREE = 111_320.0   # along a meridian / the equator (spherical Earth)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _write_report(layout: RecordLayout, plt, top: int) -> ReportResult:
     located = [f for f in findings if f.get("position")]
     if located:
         plots["positions"] = _plot_positions(plt, located, layout.report_files)
-        _write_geojson(layout, located)
+        _write_geojson(layout, located, run.get("config", {}).get("telemetry"))
     _write_csv(layout.findings_csv, findings, start)
     layout.report_html.write_text(_html(layout, run, summary, frames, findings, plots, start,
                                         top), encoding="utf-8")
@@ -143,8 +143,8 @@ def _plot_positions(plt, located: list[dict], folder: Path) -> Path:
     lat = np.array([f["position"]["lat"] for f in located])
     lon = np.array([f["position"]["lon"] for f in located])
     lat0, lon0 = float(lat.min()), float(lon.min())
-    east_m = (lon - lon0) * _METRES_PER_DEGREE * math.cos(math.radians(lat0))
-    north_m = (lat - lat0) * _METRES_PER_DEGREE
+    east_m = (lon - lon0) * METRES_PER_DEGREE * math.cos(math.radians(lat0))
+    north_m = (lat - lat0) * METRES_PER_DEGREE
     figure, axis = plt.subplots(figsize=(6.5, 5))
     points = axis.scatter(east_m, north_m, c=[100 * f["corroded_fraction"] for f in located],
                           cmap="YlOrRd", edgecolors="black", s=45)
@@ -164,17 +164,34 @@ def _plot_positions(plt, located: list[dict], folder: Path) -> Path:
     return path
 
 
-def _write_geojson(layout: RecordLayout, located: list[dict]) -> None:
+def _write_geojson(layout: RecordLayout, located: list[dict], camera: dict | None) -> None:
+    """A Point per finding at the drone's position; beside it, where the camera looked down on
+    flat ground, the frame's footprint Polygon (edge/record/footprint.py says when)."""
     features = []
     for f in located:
         p = f["position"]
         coordinates = [p["lon"], p["lat"]] + ([p["alt"]] if p.get("alt") is not None else [])
+        ring, note = footprint(p, camera["camera_hfov_deg"], camera["camera_vfov_deg"],
+                               camera["footprint_min_pitch_deg"]) if camera else \
+            (None, "not estimated: the record's config has no camera field of view")
         features.append({"type": "Feature",
                          "geometry": {"type": "Point", "coordinates": coordinates},
                          "properties": {"corroded_fraction": f["corroded_fraction"],
                                         "score": f["score"], "file": _file_name(f),
                                         "mask": f["mask"], "frame": f["index"],
-                                        "gimbal": p.get("gimbal")}})
+                                        "gimbal": p.get("gimbal"),
+                                        "position_of": "the drone's camera, not the finding",
+                                        "position_source": p.get("source"),
+                                        "footprint": "estimated" if ring else note}})
+        if ring:
+            features.append({"type": "Feature",
+                             "geometry": {"type": "Polygon", "coordinates": [ring]},
+                             "properties": {"kind": "footprint", "frame": f["index"],
+                                            "file": _file_name(f), "assumptions": note,
+                                            "camera_hfov_deg": camera["camera_hfov_deg"],
+                                            "camera_vfov_deg": camera["camera_vfov_deg"],
+                                            "camera_pitch_deg": p["gimbal"]["pitch"],
+                                            "height_above_takeoff_m": p["rel_alt"]}})
     layout.findings_geojson.write_text(json.dumps({"type": "FeatureCollection",
                                                    "features": features}, indent=1) + "\n")
 
@@ -231,7 +248,9 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
     cards = "".join(_finding_card(f, start) for f in best)
     positions = (f'<h2>Positions</h2><img src="{e(layout.relative(plots["positions"]))}" '
                  'alt="findings by position, coloured by corroded area">'
-                 '<p>Also in findings.geojson (opens in QGIS, Google Earth, ArcGIS).</p>'
+                 '<p>Each point is where the drone was, not the corrosion itself. Also in '
+                 'findings.geojson (opens in QGIS, Google Earth, ArcGIS), with a ground '
+                 'footprint where the camera looked steeply down.</p>'
                  if "positions" in plots else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

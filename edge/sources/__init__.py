@@ -30,14 +30,15 @@ import cv2
 
 from edge.errors import SourceError
 from edge.sources.base import Frame, FrameSource
-from edge.sources.files import VIDEO_SUFFIXES, ImageListSource, VideoFileSource, open_file_source
+from edge.sources.files import (VIDEO_SUFFIXES, ImageListSource, VideoFileSource, file_problem,
+                                is_glob, open_file_source)
 from edge.sources.live import (LiveSource, OpenCvCaptureSource, PicameraSource, csi_pipeline,
                                gstreamer_available)
 from edge.sources.synthetic import PacedSyntheticSource, SyntheticClipSource, open_synthetic
 
 __all__ = ["Frame", "FrameSource", "ImageListSource", "LiveSource", "OpenCvCaptureSource",
            "PacedSyntheticSource", "PicameraSource", "SyntheticClipSource", "VIDEO_SUFFIXES",
-           "VideoFileSource", "gstreamer_available", "open_source"]
+           "VideoFileSource", "file_problem", "gstreamer_available", "is_glob", "open_source"]
 
 
 def open_source(uri: str, loop_video: bool = False, reconnect_timeout_s: float = 10.0,

@@ -23,6 +23,7 @@ class Frame:
     image: np.ndarray         # frame_bgr uint8 [H, W, 3]
     captured_at: float        # time.time() when it was captured or read
     name: str                 # image stem for image sources, else the zero-padded index
+    media_time_s: float | None = None   # video files: the frame's time in the video (s)
 
 
 class FrameSource(ABC):
@@ -30,7 +31,8 @@ class FrameSource(ABC):
     new yet; `ended` turns True when the stream is over (files end, cameras do not)."""
 
     live = False
-    stills = False    # True: each frame is its own photo (no time order, time for tiles)
+    stills = False    # True: each frame is its own photo (no time order, time for tiles;
+                      # nothing is carried from one to the next)
 
     def __init__(self) -> None:
         self.ended = False

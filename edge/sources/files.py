@@ -60,14 +60,16 @@ class VideoFileSource(FrameSource):
 
     def __init__(self, path: Path, loop: bool) -> None:
         super().__init__()
-        if not path.is_file():
-            raise SourceError(f"source {path}: video file does not exist")
+        problem = file_problem(path)
+        if problem:
+            raise SourceError(f"source {path}: video file {problem}")
         self.path, self.loop = path, loop
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+        self.in_file = 0          # frames read since the file (re)started: its video time
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return [(self.path, None)]
@@ -76,6 +78,7 @@ class VideoFileSource(FrameSource):
         ok, image = self.capture.read()
         if not ok and self.loop and self.count:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.in_file = 0
             ok, image = self.capture.read()
         if not ok or image is None:
             if self.count == 0:
@@ -83,10 +86,12 @@ class VideoFileSource(FrameSource):
                                   "video)")
             self.ended = True
             return None
-        index = self.count
+        index, media_time_s = self.count, self.in_file / self.fps if self.fps > 0 else None
         self.count += 1
+        self.in_file += 1
         self.latest_index = index
-        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}")
+        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}",
+                     media_time_s)
 
     def close(self) -> None:
         super().close()
@@ -110,9 +115,25 @@ def unique_frame_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as a video or image file, or None. A FIFO, socket or device
+    is refused by name: reading (or hashing) one would wait for a writer that may never come."""
+    if path.is_file():
+        return None
+    if path.exists() and not path.is_dir():
+        return "is not a regular file (a FIFO, socket or device)"
+    return "does not exist" if not path.exists() else "is a folder"
+
+
+def is_glob(text: str) -> bool:
+    """Whether `text` holds glob characters. Callers ask only after finding that no path of
+    that name exists: an existing path (`DJI [1].mp4`) is always taken literally."""
+    return any(ch in text for ch in "*?[")
+
+
 def open_file_source(uri: str, loop_video: bool) -> FrameSource:
     path = Path(uri).expanduser()
-    if any(ch in uri for ch in "*?["):
+    if not path.exists() and is_glob(uri):
         matches = sorted(Path(p) for p in globlib.glob(str(path))
                          if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         return ImageListSource(matches, uri)
@@ -121,8 +142,9 @@ def open_file_source(uri: str, loop_video: bool) -> FrameSource:
                                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), uri)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        if not path.is_file():
-            raise SourceError(f"source {uri}: image file does not exist")
+        problem = file_problem(path)
+        if problem:
+            raise SourceError(f"source {uri}: image file {problem}")
         return ImageListSource([path], uri)
     if suffix in VIDEO_SUFFIXES:
         return VideoFileSource(path, loop_video)

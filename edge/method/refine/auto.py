@@ -6,6 +6,11 @@ full when rest + full cost fits the budget with `auto_hysteresis` to spare, drop
 soon as rest + full cost exceeds the budget, and holds any choice for `auto_hold_frames`
 frames, so a noisy frame time does not make it flap. It starts on light and spends a single
 probe frame on full to learn its cost, so a slow device never backs up on its first frames.
+
+Where the full path runs without its lag (lagless.py: a live source with carrying on), `full`
+costs the refine stage only the carrying of its last mask (and light where it has none), the
+CRF running in the worker meanwhile; auto measures that cost as it measures the others, and so
+picks it whenever it fits the budget.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ class AutoRefiner(Refiner):
 
     def observe_frame_time(self, other_stages_s: float) -> None:
         self.other_s = max(0.0, float(other_stages_s))
+
+    def start_source(self, live: bool, consecutive: bool) -> None:
+        for path in self.paths.values():
+            path.start_source(live, consecutive)
+
+    def follow_motion(self, index: int | None, motion) -> None:
+        for path in self.paths.values():
+            path.follow_motion(index, motion)
 
     def choose(self) -> str:
         """The path for the next frame; a path serves at least auto_hold_frames frames."""

@@ -27,6 +27,7 @@ from edge.method.refine.colour_prior import rust_colour_score
 class RefineResult:
     mask: np.ndarray   # bool [H, W], True = corrosion
     path: str          # the path that produced it (auto reports light or full)
+    mask_from: int | None = None  # a mask carried from an earlier frame: that frame's index
 
 
 class Refiner(ABC):
@@ -52,6 +53,15 @@ class Refiner(ABC):
 
     def observe_frame_time(self, other_stages_s: float) -> None:
         """Told after each frame how long the rest of the pipeline took (auto uses it)."""
+
+    def start_source(self, live: bool, consecutive: bool) -> None:
+        """Told what the frames to come are: from a live source (only the newest frame is
+        shown), and whether each follows the previous one (video, cameras) or not (stills)."""
+
+    def follow_motion(self, index: int | None, motion) -> None:
+        """Told before each frame of a consecutive source how the camera moved since the
+        previous frame (edge/method/motion.py `Motion`; None where that chain broke: a cut, a
+        drop, unreliable flow). Paths that carry masks act on it."""
 
 
 def clean_cam(evidence01: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Builds the refiner a mode names (`make_refiner`), from the names in registry.py.
 
 With a `worker` (edge.method.refine.worker.RefineWorker), a path that holds the GIL runs there
-behind the worker's proxy refiner; `auto` gets its light and full paths the same way.
+behind the worker's proxy refiner; `auto` gets its light and full paths the same way. With a
+worker and carrying settings (`carry`), `full` is wrapped so that it can run without its lag
+(lagless.py) where the source allows it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from edge.errors import ConfigError
 from edge.method.refine.auto import AutoRefiner
 from edge.method.refine.base import Refiner, ThresholdRefiner
 from edge.method.refine.full import FullCrfRefiner
+from edge.method.refine.lagless import LaglessFullRefiner
 from edge.method.refine.light import LightRefiner
 from edge.method.refine.registry import REFINE_MODES
 
@@ -25,13 +28,19 @@ def refiner_class(mode: str) -> type[Refiner]:
     return _CLASSES[mode]
 
 
-def make_refiner(mode: str, settings, target_fps: float, worker=None) -> Refiner:
-    """The refiner for `mode` built from the refine settings and the loop's frame budget."""
+def make_refiner(mode: str, settings, target_fps: float, worker=None, carry=None) -> Refiner:
+    """The refiner for `mode` built from the refine settings and the loop's frame budget;
+    `carry` (CarryConfig, None when carrying is off) lets `full` run without its lag."""
     cls = refiner_class(mode)
     if worker is not None and cls.holds_gil:
+        if cls is FullCrfRefiner and carry is not None and carry.full_without_lag != "never":
+            # its fallback, light, runs here: the worker is busy with the CRF meanwhile
+            return LaglessFullRefiner(settings, worker.refiner(mode), LightRefiner(settings),
+                                      worker, carry)
         return worker.refiner(mode)
     if cls.uses_paths:
-        paths = {name: make_refiner(name, settings, 0.0, worker) for name in cls.path_names}
+        paths = {name: make_refiner(name, settings, 0.0, worker, carry)
+                 for name in cls.path_names}
         return cls(settings, target_fps, paths)
     return cls(settings, target_fps)
 

@@ -3,8 +3,10 @@ capture, inference and drawing in the loop's other threads.
 
 Frames, evidence maps and masks cross through shared memory (`multiprocessing.shared_memory`):
 one buffer per role, keyed on shape and reused frame after frame; only a few names and shapes
-go through the pipe. One frame is in flight at a time (the refine stage waits for its answer),
-so one set of buffers is enough.
+go through the pipe. One frame is in flight at a time, so one set of buffers is enough: the
+refine stage either waits for its answer (`refine`), or hands a frame over and collects the
+answer on a later frame (`submit`, `collect`: the full path without its lag); a `refine` or
+`submit` while a frame is in flight first takes that frame's answer in.
 
 The worker never outlives the run: `close()` (called in the stage runner's finally) asks it to
 quit, then terminates and kills it if it does not; it ignores SIGINT/SIGTERM, which reach the
@@ -42,6 +44,9 @@ class RefineWorker:
         self.process: multiprocessing.process.BaseProcess | None = None
         self._conn = None
         self._buffers: dict[tuple, SharedMemory] = {}
+        self._in_flight = False             # a submitted frame whose answer is not taken yet
+        self._answered: RefineResult | None = None   # taken in early, handed out by collect()
+        self._mask_view: np.ndarray | None = None    # where the frame in flight's mask lands
 
     def refiner(self, path: str) -> "ProcessRefiner":
         """The proxy that runs `path` here (the factory's way in, so it imports no worker)."""
@@ -90,6 +95,7 @@ class RefineWorker:
                 process.kill()
                 process.join()
             self._conn.close()
+        self._in_flight, self._answered, self._mask_view = False, None, None
         for key in list(self._buffers):
             _free(self._buffers.pop(key))
 
@@ -100,19 +106,47 @@ class RefineWorker:
     # --- one frame ------------------------------------------------------------------------
 
     def refine(self, path: str, evidence01: np.ndarray, frame_bgr: np.ndarray) -> RefineResult:
+        """Run `path` on this frame and wait for its mask."""
+        self.submit(path, evidence01, frame_bgr)
+        return self._take_answer(None)   # its own answer; an earlier one stays for collect()
+
+    def submit(self, path: str, evidence01: np.ndarray, frame_bgr: np.ndarray) -> None:
+        """Hand a frame over without waiting; its mask comes from a later `collect()`."""
         if self.process is None:
             raise RefineWorkerError("refine worker is not running")
+        if self._in_flight:
+            self._answered = self._take_answer(None)
         frame = self._shared("frame", frame_bgr.shape, np.uint8)
         evidence = self._shared("evidence", evidence01.shape, np.float32)
         mask = self._shared("mask", frame_bgr.shape[:2], np.bool_)
         frame[1][...] = frame_bgr
         evidence[1][...] = evidence01
         self._conn.send((path, frame[0], evidence[0], mask[0]))
-        reply = self._receive(None)
+        self._in_flight = True
+        self._mask_view = mask[1]
+
+    @property
+    def busy(self) -> bool:
+        """A submitted frame is still being refined (its answer has not been taken in)."""
+        return self._in_flight and not self._conn.poll(0)
+
+    def collect(self, wait: bool = False) -> RefineResult | None:
+        """The answer to the frame submitted last: waits for it with `wait`, else None while
+        it is still being refined (or when nothing was submitted)."""
+        if self._answered is not None:
+            answered, self._answered = self._answered, None
+            return answered
+        if not self._in_flight or (not wait and not self._conn.poll(0)):
+            return None
+        return self._take_answer(None)
+
+    def _take_answer(self, timeout_s: float | None) -> RefineResult:
+        reply = self._receive(timeout_s)
+        self._in_flight = False
         if reply[0] != "done":
             raise RefineWorkerError(f"refine worker failed on a frame: {reply[1]}")
         # A copy: the buffer is overwritten by the next frame while this mask is drawn.
-        return RefineResult(mask[1].copy(), reply[1])
+        return RefineResult(self._mask_view.copy(), reply[1])
 
     def _shared(self, role: str, shape: tuple, dtype) -> tuple[tuple, np.ndarray]:
         """(name, shape, dtype) for the pipe, and the parent's view of the buffer."""
