@@ -315,6 +315,21 @@ class RecordConfig:
                                    "photo above the floor is a finding)", range=(0, 10**6))
     report_top: int = spec("findings shown in the report, largest corroded area first",
                            range=(1, 1000))
+    root: str = spec("`rustseg run` records every run into a new folder under this one, named "
+                     "by its start time ('' = only with --record)")
+    reserve_mb: float = spec("free space kept on the record's file system: under it the video "
+                             "stops, findings and the log go on", range=(0, 10**7))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str = spec("the systemd unit is NAME.service")
+    source: str = spec("source URI the service runs on")
+    record_root: str = spec("folder the service records every run under (an absolute path)")
+    output: str = spec("output URI of the service, the live page ('' = none)")
+    watchdog_s: int = spec("systemd restarts the loop when no frame has come out for this long",
+                           range=(2, 3600))
+    restart_s: int = spec("wait before starting again after a failure", range=(0, 3600))
 
 
 @dataclass(frozen=True)
@@ -348,6 +363,7 @@ class Config:
     telemetry: TelemetryConfig
     data: DataConfig
     record: RecordConfig
+    service: ServiceConfig
     stills: StillsConfig
     demo: DemoConfig
 

@@ -35,6 +35,11 @@ class SinkError(RustsegError):
     exit_code = 4
 
 
+class OutputStopped(SinkError):
+    """An output stopped itself on purpose (the record's video at the card's free-space
+    reserve). The loop drops it and goes on, whatever loop.sink_error_policy says."""
+
+
 class MissingDependencyError(RustsegError):
     """An optional dependency (TensorFlow, picamera2, ...) is needed but not installed."""
 

@@ -40,10 +40,11 @@ ALLOWED: dict[str, set[str]] = {
     "measure": {"errors", "config", "data", "method", "sources", "live"},
     "batch": {"errors", "config", "writable", "native_logs", "data", "method", "sources",
               "live", "record", "pages", "untrusted"},
+    "service": {"errors", "config", "record"},
     "workstation": {"config"},
     "cli": {"errors", "config", "writable", "native_logs", "untrusted", "pages", "data",
-            "method", "sources",
-            "outputs", "console", "record", "live", "measure", "batch", "workstation"},
+            "method", "sources", "outputs", "console", "record", "live", "measure", "batch",
+            "service", "workstation"},
 }
 LEAVES = ("edge.method.refine.registry", "edge.method.paths")   # import no edge module at all
 WORKSTATION_ENTRY = "edge.workstation"

@@ -299,9 +299,12 @@ def test_record_cut_short_by_a_full_disk_says_so_and_reports(tmp_path):
         pytest.skip("needs a small tmpfs to fill (root and mount)")
     try:
         layout = RecordLayout(disk / "rec")
+        no_reserve = tmp_path / "no_reserve.yaml"   # the video fills the card too
+        no_reserve.write_text("record:\n  reserve_mb: 0\n")
         result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--source",
                                  "synthetic://?width=160&height=120&frames=0", "--record",
-                                 str(layout.root), "--refine", "none", "--quiet"], cwd=ROOT,
+                                 str(layout.root), "--refine", "none", "--quiet",
+                                 "--config", str(no_reserve)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 5, result.stderr  # outputs lost: not a success
         summary = layout.read_summary()

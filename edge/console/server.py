@@ -4,7 +4,8 @@ Routes (nothing else is served, no paths from the request reach the file system)
     /             the live console (edge/console/page.py): stream, numbers, chart, findings
     /static/console.js, /static/console.css   its script and style (package files)
     /stream.mjpg  multipart MJPEG of the overlay
-    /stats.json   the latest frame record, the HUD's rolling FPS and the recent findings
+    /stats.json   the latest frame record, the HUD's rolling FPS, the recent findings and the
+                  run's notices (the record's video stopped at the card's free-space reserve)
     /finding.jpg  ?id=FRAME&size=thumb|full: one of the recent findings (edge/console/live_findings.py)
 Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`;
 a non-ASCII token works in both: the query is percent-encoded UTF-8, and the header's raw
@@ -454,7 +455,7 @@ class HttpFeedSink(FrameSink):
             # The HUD's rolling FPS, which the loop puts in the record (not an average since
             # start, which hides a slowdown and disagrees with the video).
             self._stats = {"frame": frame.record, "frames": self._stats["frames"] + 1,
-                           "fps": frame.record.get("fps")}
+                           "fps": frame.record.get("fps"), "notices": list(frame.notices)}
 
     def close(self) -> None:
         if self.closing:

@@ -8,6 +8,7 @@ No output is allowed to write over a source file: that is checked before anythin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -18,11 +19,13 @@ from pathlib import Path
 
 from edge.config import Config
 from edge.console.server import HttpFeedSink
+from edge.live.notify import SystemdNotifySink
 from edge.live.locate import open_locator
 from edge.live.pipeline import LoopOptions, Pipeline, RunReport
 from edge.method.segment import Segmenter, build_segmenter
 from edge.outputs import JsonlLogSink, MaskFolderSink, open_output
 from edge.outputs.footage_guard import check_no_overwrite
+from edge.record.catalogue import new_record_folder
 from edge.record.layout import RecordLayout
 from edge.record.recorder import RunRecorder
 from edge.sources import open_source
@@ -43,6 +46,7 @@ class RunRequest:
     print_frames: bool = True
     record: str | None = None        # run record folder (edge/record/layout.py)
     replace_record: bool = False     # a folder holding an earlier record is emptied first
+    record_root: str | None = None   # no `record`: a new record folder under this one
     telemetry: str | None = None     # live MAVLink (udpin:HOST:PORT or a serial device)
 
 
@@ -80,6 +84,10 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
     """Open everything, run the pipeline, close everything (in finally), return the report.
     With a record, its summary.json is written once every output is closed, however it ended."""
     segmenter = build_segmenter(config, allow_worker=True)
+    new_folder = None
+    if request.record_root and not request.record:
+        new_folder = new_record_folder(Path(request.record_root))
+        request = dataclasses.replace(request, record=str(new_folder))
     recorder = RunRecorder(RecordLayout(Path(request.record)), config, request.source,
                            request.replace_record) if request.record else None
     report, failure = None, None
@@ -101,6 +109,19 @@ def run_loop(config: Config, request: RunRequest, stop: threading.Event | None =
         finally:
             if recorder is not None:
                 recorder.release()  # after summary.json: the record is no longer live
+            if new_folder is not None and (recorder is None or recorder.started_at is None):
+                _remove_if_empty(new_folder)  # the source never opened: no record, no litter
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A service whose camera is missing restarts every few seconds; each try made a folder
+    (and an empty findings/) for its record. Only empty folders are removed (rmdir), never a
+    file, so no record can ever be lost here."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+        try:
+            path.rmdir()
+        except OSError:
+            pass  # a file, or a folder that holds one: kept
 
 
 def record_run(source_uri: str, record_dir: str | os.PathLike, config: Config,
@@ -133,6 +154,9 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
             sinks += [stack.push(sink) for sink in recorder.sinks]
         if request.telemetry:
             check_telemetry_uri(request.telemetry)  # a typo fails before the source opens
+        notify = SystemdNotifySink.from_environment()
+        if notify is not None:  # last: its start() says READY=1 once everything else started
+            sinks.append(stack.push(notify))
         print(f"opening source {printable(request.source)}", file=sys.stderr, flush=True)
         source = stack.enter_context(open_source(request.source, loop.loop_video,
                                                  loop.reconnect_timeout_s,
@@ -144,6 +168,9 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
                            sinks)  # before anything is written
         if recorder is not None:
             recorder.begin(source, segmenter)
+            print(f"record {recorder.layout.root}: {recorder.free_mb_at_start:.0f} MB free, "
+                  f"the video stops under {config.record.reserve_mb:g} MB (record.reserve_mb)",
+                  file=sys.stderr, flush=True)
         for sink in sinks:
             sink.start()
         for sink in sinks:

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from edge.config import OverlayConfig
-from edge.errors import RustsegError, SinkError
+from edge.errors import OutputStopped, RustsegError, SinkError
 from edge.live.overlay import HudStats, draw_overlay
 from edge.live.stages import Stage, StageRunner
 from edge.method.grades import state_fields
@@ -68,6 +68,7 @@ class OutputTally:
     written: int = 0
     lost_at_frame: int | None = None
     error: str | None = None
+    stopped_on_purpose: bool = False   # OutputStopped (the free-space reserve), not a failure
 
 
 @dataclass
@@ -91,6 +92,12 @@ class RunReport:
     @property
     def lost_outputs(self) -> list[str]:
         return [name for name, tally in self.outputs.items() if tally.error is not None]
+
+    @property
+    def failed_outputs(self) -> list[str]:
+        """Lost outputs that failed, not counting those that stopped on purpose."""
+        return [name for name, tally in self.outputs.items()
+                if tally.error is not None and not tally.stopped_on_purpose]
 
     def summary(self) -> dict:
         return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
@@ -136,6 +143,7 @@ class Pipeline:
         self.report = RunReport(outputs={sink.name: OutputTally() for sink in self.sinks})
         self._runner = StageRunner(source.live, options.queue_depth, self.stop)
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
+        self.notices: list[str] = []   # for the operator: on the live page and in STATUS=
 
     def run(self) -> RunReport:
         started = time.perf_counter()
@@ -193,7 +201,7 @@ class Pipeline:
                   **_position_fields(*item.located)}
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
-                                        record, frame.image))
+                                        record, frame.image, tuple(self.notices)))
         self._account(frame, result, times)
         self.segmenter.observe_frame(times)
         if self.options.print_frames:
@@ -222,6 +230,13 @@ class Pipeline:
             try:
                 sink.write(out)
                 tally.written += 1
+            except OutputStopped as exc:
+                tally.lost_at_frame, tally.error = out.index, str(exc)
+                tally.stopped_on_purpose = True
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+                self.notices.append(str(exc))
+                print(f"rustseg: {exc}", file=sys.stderr, flush=True)
             except (SinkError, OSError) as exc:
                 message = str(exc) if isinstance(exc, SinkError) else \
                     f"output {sink.name}: {exc.strerror or exc}"

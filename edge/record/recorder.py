@@ -23,6 +23,7 @@ from edge.config import Config
 from edge.errors import ConfigError, one_line
 from edge.method.modelcard import file_sha256
 from edge.record.findings import FindingRule, FindingSink
+from edge.record.reserve import ReserveGuardedVideo
 from edge.record.layout import (ENDED_DISK_FULL, ENDED_ERROR, ENDED_FRAME_LIMIT, ENDED_OUTPUT_LOST,
                          ENDED_RUNNING, ENDED_SIGINT, ENDED_SOURCE, NORMAL_ENDS, RECORD_FORMAT,
                          RecordLayout, flight_stats)
@@ -44,8 +45,13 @@ class RunRecorder:
         self.layout, self.config, self.source_uri = layout, config, source_uri
         self.findings = FindingSink(layout, FindingRule(config.record.finding_min_area,
                                                         config.record.finding_gap_frames))
-        self.sinks: list[FrameSink] = [VideoFileSink(layout.overlay_video, config.loop.target_fps),
-                                       JsonlLogSink(layout.frames_log), self.findings]
+        # Only the video stops at the card's free-space reserve: it is what fills the card.
+        self.video = ReserveGuardedVideo(VideoFileSink(layout.overlay_video,
+                                                       config.loop.target_fps),
+                                         layout.root, config.record.reserve_mb)
+        self.sinks: list[FrameSink] = [self.video, JsonlLogSink(layout.frames_log),
+                                       self.findings]
+        self.free_mb_at_start: float | None = None
         self.started_at: float | None = None
         self._run: dict = {}
         self._source = None       # set by `begin`: its frame counts go into the summary
@@ -83,6 +89,7 @@ class RunRecorder:
                                              self.config.record.finding_gap_photos)
             self.findings.source_file = files.get
         self.started_at = time.time()
+        self.free_mb_at_start = round(self.video.free_mb(), 1)
         self._run = {"format": RECORD_FORMAT, "source": self.source_uri,
                      "source_kind": "photos" if files else "video or camera",
                      "started_at": self.started_at, "ended_at": None,
@@ -115,6 +122,10 @@ class RunRecorder:
                    "error": one_line(failure) if failure else None,
                    "started_at": self.started_at, "ended_at": ended_at,
                    "flight": flight_stats(frames), "findings": self.findings.count,
+                   "video": self.video.summary(),
+                   "space": {"reserve_mb": self.config.record.reserve_mb,
+                             "free_mb_at_start": self.free_mb_at_start,
+                             "free_mb_at_end": _free_mb(self.video)},
                    "run": report.summary() if report else None, "written_by": "rustseg run"}
         _rewrite_in_place(self.layout.summary_json, summary)
         self._run["ended_at"] = ended_at
@@ -172,13 +183,18 @@ def _how_it_ended(report, failure: BaseException | None, root: Path) -> str:
         return ENDED_DISK_FULL if disk_full(root) else ENDED_ERROR
     if report.interrupted_by:
         return report.interrupted_by
-    if report.lost_outputs:
+    if report.failed_outputs:  # not the video stopped at the reserve: that is in "video"
         return ENDED_DISK_FULL if disk_full(root) else ENDED_OUTPUT_LOST
     if report.stopped_by.startswith("--frames"):
         return ENDED_FRAME_LIMIT
     return report.stopped_by  # end of source, or the loop's own reason (window closed, ...)
 
 
+def _free_mb(video: ReserveGuardedVideo) -> float | None:
+    try:
+        return round(video.free_mb(), 1)
+    except OSError:
+        return None  # the record's folder is gone (a card pulled out)
 def _model_facts(model) -> dict:
     card_path = model.card.path_for(model.path) if model.card else None
     return {"path": str(model.path), "runtime": model.runtime,

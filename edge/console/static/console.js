@@ -116,6 +116,9 @@ async function poll() {
     }
     numbers(s, f);
     findings(s.findings ?? []);
+    const notices = s.notices ?? [];  // e.g. the record's video stopped at the free-space reserve
+    $('notice').hidden = notices.length === 0;
+    $('notice').textContent = notices.join(' | ');
   } catch (e) {
     streamOk = false;
     show('DISCONNECTED', 'the run is not serving (stopped or lost); retrying');
