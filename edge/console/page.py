@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib import resources
 
 from edge.method.paths import PATH_MEANINGS
+from edge.method.states import STATE_LABELS, STATE_NAMES
 from edge.pages import render
 
 _POLL_MS = 500
@@ -31,6 +32,10 @@ _NUMBERS = (  # id, label, unit
     ("position", "position (telemetry)", "lat, lon"),
     ("position_age", "position age", "s at capture"),
     ("viewers", "viewers", "open streams"),
+    # v3 models: the share of the frame in each condition state ('-' without states)
+    ("fair", "Fair (CS2)", "% of frame"),
+    ("poor", "Poor (CS3)", "% of frame"),
+    ("severe", "Severe (CS4)", "% of frame"),
 )
 
 # The static files the server may serve, by route; nothing else of the package is reachable.
@@ -55,7 +60,10 @@ def render_page(query: str, warning: str, stale_after_s: float, overlay) -> str:
     b, g, r = (int(c) for c in overlay.colour_bgr)
     legend = {"r": r, "g": g, "b": b, "alpha": f"{overlay.alpha:.2f}",
               "opaque": round(100 * overlay.alpha), "heatmap": overlay.heatmap,
-              "hud": overlay.hud}
+              "hud": overlay.hud,
+              # v3 models draw each condition state in its own colour instead
+              "states": [{"label": STATE_LABELS[name], "r": c[2], "g": c[1], "b": c[0]}
+                         for name, c in zip(STATE_NAMES, overlay.state_colours_bgr)]}
     settings = {"query": query, "stale_after_s": stale_after_s, "chart_s": _CHART_S,
                 "poll_ms": _POLL_MS, "paths": PATH_MEANINGS}
     return render("edge.console", "console.html", query=query, warning=warning,

@@ -27,6 +27,7 @@ import numpy as np
 
 from edge.errors import SinkError
 from edge.outputs import FrameSink, OutputFrame, write_image
+from edge.method.states import worst_state_name
 from edge.record.layout import RecordLayout
 from edge.writable import make_folder
 
@@ -109,7 +110,10 @@ class FindingSink(FrameSink):
                      overlay=self.layout.relative(files.overlay),
                      mask=self.layout.relative(files.mask),
                      source_file=str(source_file) if source_file else None,
-                     position=frame.record.get("position"))
+                     position=frame.record.get("position"),
+                     grades=frame.record.get("grades"),
+                     area_by_state=frame.record.get("area_by_state"),
+                     worst_state=worst_state_name(frame.record.get("area_by_state")))
         try:
             self._log.write(json.dumps(entry, separators=(",", ":")) + "\n")
             self._log.flush()

@@ -33,6 +33,8 @@ import numpy as np
 from edge.errors import DataError, MissingDependencyError
 from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
+from edge.method.grades import GRADE_CAVEAT
+from edge.method.states import STATE_LABELS, STATE_NAMES
 from edge.pages import render
 from edge.record.lock import lock_holder
 from edge.record.footprint import METRES_PER_DEGREE, footprint
@@ -46,9 +48,10 @@ _log = logging.getLogger(__name__)
 _PATHS_EXPLAINED = "; ".join(f"{path}: {meaning}" for path, meaning in PATH_MEANINGS.items())
 
 ENDED_CUT_SHORT = "cut short (no final summary: the process died or the disk was full)"
-_CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path", "lat", "lon",
-                "alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask",
-                "source_file")
+_CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
+                "astm_d610", "iso_4628_3", "worst_state", "fair_fraction", "poor_fraction",
+                "severe_fraction", "lat", "lon", "alt", "gimbal_pitch", "gimbal_yaw",
+                "gimbal_roll", "raw", "overlay", "mask", "source_file")
 _PLOT_DPI = 110
 
 
@@ -242,6 +245,7 @@ def _write_geojson(layout: RecordLayout, located: list[dict], camera: dict | Non
         features.append({"type": "Feature",
                          "geometry": {"type": "Point", "coordinates": coordinates},
                          "properties": {"corroded_fraction": f["corroded_fraction"],
+                                        **condition_columns(f),
                                         "score": f["score"], "file": printable(_file_name(f)),
                                         "mask": printable(f["mask"]), "frame": f["index"],
                                         "gimbal": p.get("gimbal"),
@@ -274,12 +278,45 @@ def _csv(findings: list[dict], start: float) -> str:
         row = {"index": f["index"], "name": f["name"],
                "time_s": round(f["captured_at"] - start, 3), "score": f["score"],
                "corroded_fraction": f["corroded_fraction"], "path": f["path"],
+               **condition_columns(f),
                "lat": p.get("lat"), "lon": p.get("lon"), "alt": p.get("alt"),
                "gimbal_pitch": gimbal.get("pitch"), "gimbal_yaw": gimbal.get("yaw"),
                "gimbal_roll": gimbal.get("roll"), "raw": f["raw"], "overlay": f["overlay"],
                "mask": f["mask"], "source_file": f.get("source_file")}
         writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return buffer.getvalue()
+
+
+def condition_columns(finding: dict) -> dict:
+    """A finding's rust grades (of the whole frame's corroded share: an indication, see
+    GRADE_CAVEAT) and, for v3 models, its worst state and the share of the frame per state."""
+    grade = finding.get("grades") or {}
+    area = finding.get("area_by_state") or {}
+    return {"astm_d610": grade.get("astm_d610"), "iso_4628_3": grade.get("iso_4628_3"),
+            "worst_state": finding.get("worst_state"),
+            **{f"{name}_fraction": area.get(name) for name in STATE_NAMES}}
+
+
+def _condition_text(finding: dict) -> str:
+    """One line for a finding card: its worst state and rust grades."""
+    columns = condition_columns(finding)
+    worst = columns["worst_state"]
+    grade = (f"ASTM D610 {columns['astm_d610']}, ISO 4628-3 {columns['iso_4628_3']}"
+             if columns["astm_d610"] is not None else "")
+    return "; ".join(part for part in (
+        f"worst state {STATE_LABELS[worst]}" if worst else "", grade) if part)
+
+
+def flight_states(frames) -> list[dict]:
+    """Area by condition state over the whole flight: per state, the mean share of a frame and
+    the frames showing it; empty for models without states."""
+    areas = [f["area_by_state"] if isinstance(f, dict) else f.area_by_state for f in frames]
+    areas = [a for a in areas if a]
+    if not areas:
+        return []
+    return [{"state": STATE_LABELS[name],
+             "mean_percent": round(100 * sum(a.get(name, 0) for a in areas) / len(areas), 3),
+             "frames": sum(1 for a in areas if a.get(name, 0) > 0)} for name in STATE_NAMES]
 
 
 def _file_name(finding: dict) -> str:
@@ -318,7 +355,8 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
     cards = [{"raw": f["raw"], "overlay": f["overlay"], "index": f["index"],
               "file": _file_name(f), "t": f"{f['captured_at'] - start:.1f}",
               "area": f"{100 * f['corroded_fraction']:.1f}", "score": f"{f['score']:.2f}",
-              "where": _where(geojson_position(f["position"])[0] if f.get("position") else None)}
+              "where": _where(geojson_position(f["position"])[0] if f.get("position") else None),
+              "condition": _condition_text(f)}
              for f in best]
     paths = [(p, n, f"{100 * n / max(1, flight['frames']):.1f}")
              for p, n in sorted(flight["paths"].items())]
@@ -330,7 +368,8 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[dict],
                   positions=layout.relative(plots["positions"]) if "positions" in plots else None,
                   finding_rule=json.dumps(run.get("finding_rule")), cards=cards,
                   paths_explained=_PATHS_EXPLAINED, paths=paths, stages=stages,
-                  record=str(layout.root))
+                  record=str(layout.root), states=flight_states(frames),
+                  grade_caveat=GRADE_CAVEAT)
 
 
 def _where(position: dict | None) -> str:

@@ -42,6 +42,10 @@ function numbers(s, f) {
     (f.position_missing ? 'missing' : '-');
   $('position').title = f.position_missing ?? '';
   $('position_age').textContent = p && p.age_s !== undefined ? num(p.age_s, 1) : '-';
+  for (const name of ['fair', 'poor', 'severe']) {  // v3 models: area per condition state
+    const share = f.area_by_state ? f.area_by_state[name] : undefined;
+    $(name).textContent = share === undefined ? '-' : (100 * share).toFixed(1);
+  }
   $('viewers').textContent = s.viewers ?? '-';
 }
 function line(points, key, top, scale) {
