@@ -168,7 +168,8 @@ def _run_pipeline(config: Config, request: RunRequest, segmenter: Segmenter,
                            sinks)  # before anything is written
         if recorder is not None:
             recorder.begin(source, segmenter)
-            print(f"record {recorder.layout.root}: {recorder.free_mb_at_start:.0f} MB free, "
+            print(f"record {printable(str(recorder.layout.root))}: "
+                  f"{recorder.free_mb_at_start:.0f} MB free, "
                   f"the video stops under {config.record.reserve_mb:g} MB (record.reserve_mb)",
                   file=sys.stderr, flush=True)
         for sink in sinks:

@@ -290,8 +290,8 @@ def _csv(findings: list[dict], start: float) -> str:
 def condition_columns(finding: dict) -> dict:
     """A finding's rust grades (of the whole frame's corroded share: an indication, see
     GRADE_CAVEAT) and, for v3 models, its worst state and the share of the frame per state."""
-    grade = finding.get("grades") or {}
-    area = finding.get("area_by_state") or {}
+    grade = finding.get("grades") if isinstance(finding.get("grades"), dict) else {}
+    area = finding.get("area_by_state") if isinstance(finding.get("area_by_state"), dict) else {}
     return {"astm_d610": grade.get("astm_d610"), "iso_4628_3": grade.get("iso_4628_3"),
             "worst_state": finding.get("worst_state"),
             **{f"{name}_fraction": area.get(name) for name in STATE_NAMES}}
@@ -304,14 +304,16 @@ def _condition_text(finding: dict) -> str:
     grade = (f"ASTM D610 {columns['astm_d610']}, ISO 4628-3 {columns['iso_4628_3']}"
              if columns["astm_d610"] is not None else "")
     return "; ".join(part for part in (
-        f"worst state {STATE_LABELS[worst]}" if worst else "", grade) if part)
+        f"worst state {STATE_LABELS.get(worst, worst)}" if worst else "", grade) if part)
 
 
 def flight_states(frames) -> list[dict]:
     """Area by condition state over the whole flight: per state, the mean share of a frame and
     the frames showing it; empty for models without states."""
-    areas = [f["area_by_state"] if isinstance(f, dict) else f.area_by_state for f in frames]
-    areas = [a for a in areas if a]
+    areas = [f.get("area_by_state") for f in frames]
+    # Only numbers count: the record is untrusted, and a v2 record has no states at all.
+    areas = [{name: a[name] for name in STATE_NAMES if isinstance(a.get(name), (int, float))}
+             for a in areas if isinstance(a, dict)]
     if not areas:
         return []
     return [{"state": STATE_LABELS[name],
