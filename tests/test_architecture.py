@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "sources": {"errors", "data", "untrusted"},
     "outputs": {"errors", "writable", "untrusted"},
     "console": {"errors", "config", "outputs", "pages", "untrusted",
-                "edge.method.paths"},  # the paths' meanings
+                "edge.method.paths",     # the paths' meanings
+                "edge.method.states"},   # the condition states' names (no edge imports)
     "record": {"errors", "config", "writable", "outputs", "method", "pages", "untrusted"},
     "live": {"errors", "config", "writable", "native_logs", "untrusted", "data", "method",
              "sources", "outputs", "console", "record"},

@@ -201,8 +201,17 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     listing.write_text("# archive\n\n")
     with pytest.raises(DataError, match="lists no inputs"):
         expand_inputs([f"@{listing}"])
-    assert plan_workers(2, cores=2) == (2, 1)
-    assert plan_workers(1, cores=4) == (1, 4)
+    assert plan_workers(2, cores=2, inputs=5) == (2, 1, None)
+    assert plan_workers(1, cores=4, inputs=5) == (1, 4, None)
+    assert plan_workers(None, cores=2, inputs=1) == (1, 2, None)   # the default says nothing
+
+
+def test_workers_are_capped_to_the_inputs_and_the_cores_and_say_so():
+    """Issue 19 item 19: --workers 1000 started a process per input."""
+    workers, threads, note = plan_workers(1000, cores=2, inputs=40)
+    assert (workers, threads) == (2, 1) and "--workers 1000 capped to 2" in note
+    workers, threads, note = plan_workers(8, cores=8, inputs=3)
+    assert (workers, threads) == (3, 2) and "3 input(s)" in note
 
 
 def test_list_file_and_glob_expand(archive, tmp_path):

@@ -11,7 +11,9 @@ ends, an error in the driver included. See README "Batch processing".
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -79,12 +81,24 @@ class BatchResult:
             f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def plan_workers(workers: int | None, cores: int) -> tuple[int, int]:
-    """(workers, TFLite threads per worker) so that workers x threads fits the cores."""
+_log = logging.getLogger(__name__)
+
+
+def plan_workers(workers: int | None, cores: int, inputs: int) -> tuple[int, int, str | None]:
+    """(workers, TFLite threads per worker, why the workers were capped or None).
+
+    Never more workers than inputs to do (an idle worker still loads a model) nor than cores
+    (each worker is a process that refines on its own: more of them only thrash), and
+    workers x threads fits the cores."""
     if workers is not None and workers < 1:
         raise ConfigError(f"rustseg batch --workers: expected a whole number >= 1, got {workers}")
-    workers = workers or cores
-    return workers, max(1, cores // workers)
+    wanted = workers or cores
+    planned = max(1, min(wanted, cores, inputs))
+    note = None
+    if workers is not None and planned < workers:
+        note = (f"--workers {workers} capped to {planned}: {inputs} input(s) to do on "
+                f"{cores} core(s)")
+    return planned, max(1, cores // planned), note
 
 
 def run_batch(config: Config, request: BatchRequest) -> BatchResult:
@@ -108,9 +122,7 @@ def _run_locked(config: Config, request: BatchRequest, items: list[BatchInput],
                 out_dir: Path) -> BatchResult:
     manifest = Manifest.load(out_dir)
     card_sha = file_sha256(resolve_resource(config.model.path).with_suffix(".json"))
-    workers, threads = plan_workers(request.workers, os.cpu_count() or 1)
-    worker_config = config.replace({"model.threads": threads,
-                                    "model.path": str(resolve_resource(config.model.path))})
+    model_path = str(resolve_resource(config.model.path))
 
     outcomes: dict[str, dict] = {}
     prints: dict[str, list[dict]] = {}
@@ -126,7 +138,12 @@ def _run_locked(config: Config, request: BatchRequest, items: list[BatchInput],
             shutil.rmtree(record)  # our own earlier, stale or partial record of this input
         log_file(record).unlink(missing_ok=True)
         outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
-        jobs.append(Job(item, str(record), worker_config))
+        jobs.append(Job(item, str(record), None))
+    workers, threads, capped = plan_workers(request.workers, os.cpu_count() or 1, len(jobs))
+    if capped:
+        _log.warning("rustseg batch: %s", capped)
+    worker_config = config.replace({"model.threads": threads, "model.path": model_path})
+    jobs = [dataclasses.replace(job, config=worker_config) for job in jobs]
 
     def finish(result: BatchResult) -> BatchResult:
         result.outcomes = list(outcomes.values())
