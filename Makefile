@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak clean
+.PHONY: demo test bench soak clean arm64-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: $(VENV)/.dev-installed
 
 soak: $(VENV)/.edge-installed
 	$(BIN)/python benchmarks/soak.py --frames 20000 --json benchmarks/results/soak.json
+
+# The project installed and run on Debian arm64 under qemu (as root; see deploy/arm64/check.sh).
+# ARM64_SUITE=bullseye checks Python 3.9. The root file system and pip's cache are kept in
+# /var/cache/rustseg-arm64, so only the first run is slow.
+ARM64_SUITE ?= bookworm
+arm64-check: $(VENV)/.edge-installed
+	HOST_PYTHON=$(abspath $(BIN)/python) deploy/arm64/check.sh $(ARM64_SUITE)
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

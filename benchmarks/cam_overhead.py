@@ -15,8 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from common import (DEFAULT_KERAS, DEFAULT_TFLITE, bar_plot, interleaved_median_ms, real_images,
-                    save)
+from common import (DEFAULT_KERAS, DEFAULT_TFLITE, bar_plot, interleaved_median_ms,
+                    invoke_functions, real_images, save)
 
 _INVOKES = 300   # timed invokes per variant and thread count
 _WARMUP = 30
@@ -49,16 +49,7 @@ def main() -> None:
             variants["score_cam_and_seg"] = DEFAULT_TFLITE
         rows = {}
         for threads in (1, 2):
-            invokes = {}
-            for name, path in variants.items():
-                interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-                interpreter.allocate_tensors()
-                index = interpreter.get_input_details()[0]["index"]
-
-                def invoke(i=interpreter, k=index):
-                    i.set_tensor(k, image)
-                    i.invoke()
-                invokes[name] = invoke
+            invokes = invoke_functions(interpreter_class, variants, threads, image)
             row = interleaved_median_ms(invokes, _INVOKES, _WARMUP)
             row["cam_overhead_ratio"] = row["score_and_cam"] / row["plain_classifier"]
             row["tape_cam_overhead_ratio"] = row["score_and_cam_tape"] / row["plain_classifier"]

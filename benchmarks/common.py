@@ -42,6 +42,22 @@ def interleaved_median_ms(fns: dict, repeats: int = 300, warmup: int = 30) -> di
     return {name: float(np.median(times)) for name, times in samples.items()}
 
 
+def invoke_functions(interpreter_class, models: dict, threads: int, image: np.ndarray) -> dict:
+    """name -> a function that runs one invoke of that .tflite on `image` (uint8 [1, S, S, 3]),
+    each with its own interpreter at `threads`, for interleaved_median_ms."""
+    invokes = {}
+    for name, path in models.items():
+        interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        index = interpreter.get_input_details()[0]["index"]
+
+        def invoke(i=interpreter, k=index):
+            i.set_tensor(k, image)
+            i.invoke()
+        invokes[name] = invoke
+    return invokes
+
+
 def machine() -> dict:
     from edge.measure.bench import cpu_model
     import os

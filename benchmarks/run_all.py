@@ -6,7 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SUITES = ("cam_vs_gradienttape", "cam_overhead", "quantization", "refine_paths", "quality",
-          "gate_choice", "threads_and_sizes", "live_loop", "device_profile")
+          "gate_choice", "threads_and_sizes", "live_loop", "device_profile", "h264_stream")
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DEFAULT_TFLITE, RESULTS, ROOT, interleaved_median_ms, machine, real_images, \
-    write_report
+from common import (DEFAULT_TFLITE, RESULTS, ROOT, interleaved_median_ms, invoke_functions,
+                    machine, real_images, write_report)
 
 _ROUNDS = 3
 
@@ -34,16 +34,7 @@ def invoke_times(models: dict[str, str]) -> dict:
     image = real_images(1, 320)[0:1]
     out = {"runtime": runtime}
     for threads in (1, 2):
-        invokes = {}
-        for name, path in models.items():
-            interpreter = interpreter_class(model_path=path, num_threads=threads)
-            interpreter.allocate_tensors()
-            index = interpreter.get_input_details()[0]["index"]
-
-            def invoke(i=interpreter, k=index):
-                i.set_tensor(k, image)
-                i.invoke()
-            invokes[name] = invoke
+        invokes = invoke_functions(interpreter_class, models, threads, image)
         medians = interleaved_median_ms(invokes, repeats=300, warmup=30)
         out[f"threads_{threads}"] = {**{k: round(v, 3) for k, v in medians.items()},
                                      "ratio_v3_v2": round(medians["v3"] / medians["v2"], 3)}

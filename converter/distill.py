@@ -35,9 +35,8 @@ from tqdm import tqdm
 from converter.affinity import random_walk, seeds_from_labels, train_embedding
 from converter.data import square_rgb
 from converter.export import load_keras_model, sidecar
-from converter.model import at_input_size
-from converter.student import (FEATURE_LAYERS, SEG_STRIDE, attach_head, feature_model,
-                               head_model, masked_bce, targets_at_stride)
+from converter.student import (FEATURE_LAYERS, SEG_STRIDE, FeatureBatches, attach_head,
+                               frozen_features, head_model, masked_bce, targets_at_stride)
 from converter.teacher import IGNORE, MultiViewCam, crf_posterior, pseudo_label, view_key
 from edge.config import Config, StudentConfig, TeacherConfig
 from edge.data.datasets import find_labelled_images, find_masked_images
@@ -182,45 +181,6 @@ def build_pseudo_set(request: DistillRequest, config: Config, settings: TeacherC
                      "; ".join(p.description for p in parts))
 
 
-def frozen_features(classifier: keras.Model, images: np.ndarray, input_size: int,
-                    chunk: int = 256) -> list[np.ndarray]:
-    """The backbone's FEATURE_LAYERS maps for uint8 RGB images, stored as float16.
-
-    Computed in chunks: float32 maps of a few thousand 320 px samples would not fit in memory
-    (about 1.6 MB each); float16 halves that, and the head casts each batch back.
-    """
-    features = feature_model(at_input_size(classifier, input_size))
-    maps = None
-    for start in range(0, len(images), chunk):
-        batch = features.predict(images[start:start + chunk].astype(np.float32), batch_size=32,
-                                 verbose=0)
-        if maps is None:
-            maps = [np.empty((len(images), *m.shape[1:]), np.float16) for m in batch]
-        for stored, part in zip(maps, batch):
-            stored[start:start + len(part)] = part
-    return maps
-
-
-class _FeatureBatches(keras.utils.PyDataset):
-    """Shuffled batches of (float32 feature maps, targets) cut from float16 arrays."""
-
-    def __init__(self, maps: list[np.ndarray], targets: np.ndarray, batch_size: int, seed: int):
-        super().__init__()
-        self.maps, self.targets, self.batch_size = maps, targets, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(targets))
-
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.targets) / self.batch_size))
-
-    def __getitem__(self, index: int):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        return tuple(m[rows].astype(np.float32) for m in self.maps), self.targets[rows]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.targets))
-
-
 def train_head(classifier: keras.Model, data: PseudoSet, training: StudentConfig,
                log=sys.stdout) -> tuple[keras.Model, list[dict]]:
     """Fit the head on frozen features of `data` and its mirror; returns (head, epoch log)."""
@@ -234,7 +194,7 @@ def train_head(classifier: keras.Model, data: PseudoSet, training: StudentConfig
     maps = frozen_features(classifier, images, training.input_size)
     del images
     head = head_model([m.shape[1:] for m in maps])
-    batches = _FeatureBatches(maps, targets, training.batch_size, training.seed)
+    batches = FeatureBatches(maps, targets, training.batch_size, training.seed)
     schedule = keras.optimizers.schedules.CosineDecay(training.learning_rate,
                                                       training.epochs * len(batches))
     head.compile(optimizer=keras.optimizers.Adam(schedule), loss=masked_bce)

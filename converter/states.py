@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 from converter.model import LOGIT_LAYER
-from converter.student import FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, feature_model, head_logits
+from converter.student import (FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, FeatureBatches,
+                               frozen_features, head_logits)
 from edge.data.imageio import read_state_mask
 from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
@@ -199,38 +200,6 @@ def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndar
     return np.stack(images), np.stack(states)
 
 
-class _Batches(keras.utils.PyDataset):
-    def __init__(self, maps, targets, batch_size: int, seed: int):
-        super().__init__()
-        self.maps, self.targets, self.batch_size = maps, targets, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(targets))
-
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.targets) / self.batch_size))
-
-    def __getitem__(self, index: int):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        return tuple(m[rows].astype(np.float32) for m in self.maps), self.targets[rows]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.targets))
-
-
-def frozen_features(model: keras.Model, images: np.ndarray, chunk: int = 256
-                    ) -> list[np.ndarray]:
-    features = feature_model(model)
-    maps = None
-    for start in range(0, len(images), chunk):
-        batch = features.predict(images[start:start + chunk].astype(np.float32), batch_size=32,
-                                 verbose=0)
-        if maps is None:
-            maps = [np.empty((len(images), *m.shape[1:]), np.float16) for m in batch]
-        for stored, part in zip(maps, batch):
-            stored[start:start + len(part)] = part
-    return maps
-
-
 def train_state_head(maps: list[np.ndarray], states: np.ndarray, settings: StateTraining,
                      log=sys.stdout) -> keras.Model:
     """Fit the state head on frozen features (and their mirrors) against tile tags only."""
@@ -240,7 +209,7 @@ def train_state_head(maps: list[np.ndarray], states: np.ndarray, settings: State
     states = np.concatenate([states, states[:, :, ::-1]])
     targets = stacked_targets(states, settings, grid)
     head = state_head_model([m.shape[1:] for m in maps])
-    batches = _Batches(maps, targets, settings.batch_size, settings.seed)
+    batches = FeatureBatches(maps, targets, settings.batch_size, settings.seed)
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate,
                                                       settings.epochs * len(batches))
     head.compile(optimizer=keras.optimizers.Adam(schedule), loss=tile_mil_loss(settings))
@@ -323,7 +292,7 @@ class StatesRequest:
 
 def prepare(pairs, model: keras.Model, side: int, crops: int):
     images, states = photos_and_states(pairs, side, crops)
-    return images, states, frozen_features(model, images)
+    return images, states, frozen_features(model, images, side)
 
 
 def fit_and_measure(model: keras.Model, fit, check, settings: StateTraining, side: int,

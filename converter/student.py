@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from converter.model import LOGIT_LAYER
+from converter.model import LOGIT_LAYER, at_input_size
 
 FEATURE_LAYERS = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")  # strides 8, 16, 32
 SEG_LAYER = "seg"
@@ -143,3 +143,42 @@ def targets_at_stride(labels: np.ndarray, ignore_value: int, out_hw: tuple[int, 
         out[i, ..., 0] = np.where(known_share > 0, rust_share / np.maximum(known_share, 1e-6), 0)
         out[i, ..., 1] = known_share
     return out
+
+
+def frozen_features(classifier: keras.Model, images: np.ndarray, input_size: int,
+                    chunk: int = 256) -> list[np.ndarray]:
+    """The backbone's FEATURE_LAYERS maps for uint8 RGB images, stored as float16.
+
+    Computed in chunks: float32 maps of a few thousand 320 px samples would not fit in memory
+    (about 1.6 MB each); float16 halves that, and the head casts each batch back.
+    """
+    features = feature_model(at_input_size(classifier, input_size))
+    maps = None
+    for start in range(0, len(images), chunk):
+        batch = features.predict(images[start:start + chunk].astype(np.float32), batch_size=32,
+                                 verbose=0)
+        if maps is None:
+            maps = [np.empty((len(images), *m.shape[1:]), np.float16) for m in batch]
+        for stored, part in zip(maps, batch):
+            stored[start:start + len(part)] = part
+    return maps
+
+
+class FeatureBatches(keras.utils.PyDataset):
+    """Shuffled batches of (float32 feature maps, targets) cut from float16 arrays."""
+
+    def __init__(self, maps: list[np.ndarray], targets: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.maps, self.targets, self.batch_size = maps, targets, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(targets))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.targets) / self.batch_size))
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        return tuple(m[rows].astype(np.float32) for m in self.maps), self.targets[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.targets))

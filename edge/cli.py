@@ -27,6 +27,7 @@ from edge.config import Config, describe_key, load_config
 from edge.errors import ConfigError, MissingDependencyError, RustsegError
 from edge.method.choices import QUANT_MODES, RUNTIME_CHOICES
 from edge.stop_reason import StopReason, StopRequest
+from edge.untrusted import printable
 from edge.uris import OUTPUT_FORMS, SOURCE_FORMS, forms_list
 from edge.writable import check_option_writable
 
@@ -43,6 +44,7 @@ _EXIT_CODES_HELP = """exit codes:
   4    output not opened at start, or failed and stopped the run (sink_error_policy=stop)
   5    output lost mid-run, the run went on without it (sink_error_policy=drop)
   6    batch: one or more inputs failed or were lost (listed in DIR/index.csv)
+  7    batch: every input ran, but frames of some were skipped (status partial)
   70   internal error
   75   the --out or --record folder is in use by another live rustseg; try again later
   130  stopped by Ctrl-C (143: by SIGTERM), outputs closed properly
@@ -180,6 +182,10 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                            "or empty folder: overlay video, frames.jsonl, findings, run.json, "
                            "summary.json (then: rustseg report DIR)")
             option(p, "--loop", "loop.loop_video", metavar="true|false")
+            option(p, "--record-root", "record.root", metavar="DIR")
+            p.add_argument("--telemetry", metavar="URI", help="live MAVLink positions: "
+                           "udpin:0.0.0.0:14550, tcp:HOST:PORT or a serial device "
+                           "(/dev/ttyUSB0); a video's DJI .SRT sidecar is read without it")
         else:
             option(p, "--source", "demo.source", metavar="URI")
             option(p, "--out-dir", "demo.out_dir", metavar="DIR")
@@ -214,6 +220,24 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
                 "record (needs the report extra: matplotlib)")
     p.add_argument("record", metavar="DIR", help="a folder written by rustseg run --record DIR")
     option(p, "--top", "record.report_top", metavar="N")
+
+    p = command("records", "list the run records under a record root: size, duration, "
+                "findings, how each run ended (nothing is ever deleted)")
+    p.add_argument("root", nargs="?", metavar="DIR", help="record root (default: record.root, "
+                   "else service.record_root)")
+
+    p = command("service", "the live loop as a systemd service: install writes and enables "
+                "the unit (started at boot, restarted on failure, watched by a watchdog); "
+                "status says what it is doing")
+    p.add_argument("action", choices=("install", "status"))
+    option(p, "--name", "service.name", metavar="NAME")
+    option(p, "--source", "service.source", metavar="URI")
+    option(p, "--record-root", "service.record_root", metavar="DIR")
+    option(p, "--output", "service.output", metavar="URI")
+    p.add_argument("--user", help="the user the loop runs as (default: the one who ran sudo)")
+    p.add_argument("--root", default="/", metavar="DIR",
+                   help="install into this system image instead of / (as systemctl --root)")
+    p.add_argument("--now", action="store_true", help="also start it now (systemd running)")
 
     p = command("config", "print the effective configuration")
     p.add_argument("--show", action="store_true", help="print it as YAML (the default)")
@@ -313,6 +337,11 @@ def _honour_ctrl_c() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _honour_ctrl_c()
+    # A file name need not be UTF-8: a message holding one must still print (the messages
+    # that name files show such bytes as \xNN themselves, edge/untrusted.py `printable`).
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         try:
             defaults = load_config(_config_flag(argv))
@@ -331,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(devnull)
         return _EXIT_BROKEN_PIPE
     except RustsegError as exc:
-        print(f"rustseg: error: {exc}", file=sys.stderr)
+        print(f"rustseg: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rustseg: interrupted", file=sys.stderr)
@@ -360,7 +389,7 @@ def _config_flag(argv: list[str]) -> str | None:
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     handler = {"train": _train, "distill": _distill, "states": _states, "export": _export,
                "eval": _eval, "run": _run, "demo": _demo,
-               "report": _write_report,
+               "report": _write_report, "records": _records, "service": _service,
                "bench": _bench, "batch": _batch, "config": _show_config}[args.command]
     return handler(args, config)
 
@@ -451,11 +480,14 @@ def _eval(args, config: Config) -> int:
 def _run(args, config: Config) -> int:
     from edge.live.app import RunRequest, run_loop
 
-    if not args.output and not args.log and not args.save_masks and not args.record:
+    if not (args.output or args.log or args.save_masks or args.record or config.record.root):
         print("rustseg: no --output, --log or --save-masks given; every frame is processed and "
               "the report printed, nothing is kept", file=sys.stderr)
+    if args.record and getattr(args, "record.root") is not None:
+        raise ConfigError("rustseg run: give --record DIR or --record-root DIR, not both")
     request = RunRequest(args.source, tuple(args.output), args.log, args.save_masks,
-                         args.headless, None if args.quiet else sys.stdout, args.record)
+                         args.headless, None if args.quiet else sys.stdout, args.record,
+                         record_root=config.record.root or None, telemetry=args.telemetry)
     return _report(run_loop(config, request, guard=_stop_on_signals))
 
 
@@ -487,9 +519,43 @@ def _report(report) -> int:
 def _write_report(args, config: Config) -> int:
     from edge.record.report import write_report
 
-    result = write_report(args.record, config.record.report_top)
-    print(f"report: {result.html}  ({result.findings} findings, {result.positions} with a "
-          f"position; run ended: {result.summary['ended']})")
+    result = write_report(args.record, config.record.report_top)  # logs positions left out
+    ended = "still running (pid {}): the report covers the frames so far, summary.json is " \
+            "left to the run".format(result.running_pid) if result.running_pid is not None \
+        else result.summary["ended"]
+    print(f"report: {printable(result.html)}  ({result.findings} findings, "
+          f"{result.positions} with a position; run ended: {ended})")
+    return 0
+
+
+def _records(args, config: Config) -> int:
+    from edge.record.catalogue import format_records, list_records
+
+    root = Path(args.root or config.record.root or config.service.record_root)
+    print(format_records(list_records(root), root))
+    return 0
+
+
+def _service(args, config: Config) -> int:
+    from edge.service import systemd
+    from edge.service.unit import UnitSettings
+
+    service = config.service
+    if args.action == "status":
+        lines, running = systemd.status_lines(service.name, service.record_root, Path(args.root))
+        print("\n".join(lines))
+        return 0 if running else 3  # as `systemctl status`: 3 = not running
+    if not Path(service.record_root).is_absolute():
+        raise ConfigError(f"--record-root {service.record_root}: give an absolute path (the "
+                          "service does not start in this folder)")
+    settings = UnitSettings(systemd.rustseg_command(), service.source, service.record_root,
+                            args.user or systemd.default_user(),
+                            (service.output,) if service.output else (),
+                            str(Path(args.config).resolve()) if args.config else None,
+                            service.watchdog_s, service.restart_s)
+    for line in systemd.install(systemd.InstallRequest(service.name, settings, Path(args.root),
+                                                       args.now)):
+        print(line)
     return 0
 
 
@@ -510,14 +576,10 @@ def _bench(args, config: Config) -> int:
 
 def _batch(args, config: Config) -> int:
     from edge.batch import BatchRequest, run_batch
-    from edge.batch.runner import EXIT_SOME_FAILED
-
     result = run_batch(config, BatchRequest(tuple(args.inputs), args.out, args.engine,
                                             args.address, args.workers))
     print(f"{result.format()}; index: {Path(args.out) / 'index.html'}")
-    if result.interrupted:
-        return _EXIT_INTERRUPTED
-    return 0 if result.all_done else EXIT_SOME_FAILED
+    return _EXIT_INTERRUPTED if result.interrupted else result.exit_code
 
 
 if __name__ == "__main__":

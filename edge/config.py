@@ -269,6 +269,33 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    bitrate_kbps: int = spec("H.264 target bitrate of rtp:// and udp:// outputs, kbit/s",
+                             range=(50, 100000))
+    gop_s: float = spec("seconds between keyframes (a late receiver waits at most this)",
+                        range=(0.1, 10.0))
+    preset: str = spec("x264 speed preset", choices=("ultrafast", "superfast", "veryfast",
+                                                     "faster", "fast", "medium"))
+    sdp_file: str = spec("rtp:// outputs: the SDP file written at start ('' = none)")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    max_age_s: float = spec("live MAVLink: a fix older than this at capture is missing",
+                            range=(0.01, 60.0))
+    srt_max_gap_s: float = spec("DJI .SRT: widest gap between two cues bridged by interpolation",
+                                range=(0.0, 10.0))
+    baud: int = spec("serial MAVLink baud rate", range=(1200, 4000000))
+    camera_hfov_deg: float = spec("footprint: camera field of view across the frame, degrees",
+                                  range=(1.0, 179.0))
+    camera_vfov_deg: float = spec("footprint: camera field of view down the frame, degrees",
+                                  range=(1.0, 179.0))
+    footprint_min_pitch_deg: float = spec("footprint only when the camera looks down at least "
+                                          "this steeply, degrees below the horizon",
+                                          range=(0.0, 90.0))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     holdout_fraction: float = spec("share of every mask folder kept as 'holdout': never trained "
                                    "or tuned on, only reported", range=(0.0, 0.9))
@@ -285,6 +312,21 @@ class RecordConfig:
                                    "photo above the floor is a finding)", range=(0, 10**6))
     report_top: int = spec("findings shown in the report, largest corroded area first",
                            range=(1, 1000))
+    root: str = spec("`rustseg run` records every run into a new folder under this one, named "
+                     "by its start time ('' = only with --record)")
+    reserve_mb: float = spec("free space kept on the record's file system: under it the video "
+                             "stops, findings and the log go on", range=(0, 10**7))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str = spec("the systemd unit is NAME.service")
+    source: str = spec("source URI the service runs on")
+    record_root: str = spec("folder the service records every run under (an absolute path)")
+    output: str = spec("output URI of the service, the live page ('' = none)")
+    watchdog_s: int = spec("systemd restarts the loop when no frame has come out for this long",
+                           range=(2, 3600))
+    restart_s: int = spec("wait before starting again after a failure", range=(0, 3600))
 
 
 @dataclass(frozen=True)
@@ -314,8 +356,11 @@ class Config:
     loop: LoopConfig
     overlay: OverlayConfig
     http: HttpConfig
+    stream: StreamConfig
+    telemetry: TelemetryConfig
     data: DataConfig
     record: RecordConfig
+    service: ServiceConfig
     stills: StillsConfig
     demo: DemoConfig
 

@@ -35,5 +35,20 @@ class SinkError(RustsegError):
     exit_code = 4
 
 
+class OutputStopped(SinkError):
+    """An output stopped itself on purpose (the record's video at the card's free-space
+    reserve). The loop drops it and goes on, whatever loop.sink_error_policy says."""
+
+
 class MissingDependencyError(RustsegError):
     """An optional dependency (TensorFlow, picamera2, ...) is needed but not installed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: our own errors are already one readable line; anything else is
+    its type and the first line of its message (a summary, a batch index, a log line)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(exc, RustsegError) and first:
+        return first
+    return f"{type(exc).__name__}: {first}".rstrip(": ")

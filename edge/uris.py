@@ -23,7 +23,9 @@ OUTPUT_FORMS = (
     ("display://0", "an OpenCV window (q or Esc stops the run)"),
     ("out.mp4, out.avi", "a video file of the overlay"),
     ("folder/", "one overlay JPEG per frame"),
-    ("http://HOST:PORT", "the inspector's live page"),
+    ("http://HOST:PORT", "the inspector's live page (MJPEG)"),
+    ("rtp://HOST:5600", "H.264 over RTP/UDP for QGroundControl or VLC (writes an SDP file)"),
+    ("udp://HOST:5600", "H.264 in MPEG-TS over UDP (VLC, ffplay, QGroundControl)"),
 )
 
 

@@ -218,6 +218,7 @@ def test_batch_plans_its_processes_once_to_fit_the_cores():
     assert plan_workers(2, cores=2) == WorkerPlan(2, 1)
     assert plan_workers(1, cores=4) == WorkerPlan(1, 4)
     assert plan_workers(None, cores=2, inputs=5) == WorkerPlan(2, 1)  # one per core
+    assert plan_workers(None, cores=2, inputs=1) == WorkerPlan(1, 2)  # the default says nothing
     over = plan_workers(8, cores=2, inputs=5)
     assert (over.workers, over.threads) == (2, 1) and "2 cores" in over.capped
     few = plan_workers(4, cores=4, inputs=1)  # one input: one worker with every core
@@ -229,6 +230,14 @@ def test_batch_plans_its_processes_once_to_fit_the_cores():
                                                                   "refine.worker": "process"}))
     assert config.model.threads == 1 and config.refine.worker == "thread"
     assert build_segmenter(config, allow_worker=True).refine_worker is None
+
+
+def test_workers_are_capped_to_the_inputs_and_the_cores_and_say_so():
+    """Issue 19 item 19: --workers 1000 started a process per input."""
+    plan = plan_workers(1000, cores=2, inputs=40)
+    assert (plan.workers, plan.threads) == (2, 1) and "--workers 1000 capped to 2" in plan.capped
+    plan = plan_workers(8, cores=8, inputs=3)
+    assert (plan.workers, plan.threads) == (3, 2) and "3 inputs to do" in plan.capped
 
 
 def test_a_workers_log_goes_beside_its_record_not_to_the_terminal(tmp_path, capfd):
@@ -244,7 +253,9 @@ def test_a_workers_log_goes_beside_its_record_not_to_the_terminal(tmp_path, capf
     record = tmp_path / "records" / item.record_name
     outcome = process_input(Job(item, str(record), load_config(overrides={
         "refine.mode": "none", "refine.worker": "thread"})))
-    assert outcome["status"] == "done" and outcome["frames"] == 1
+    # The unreadable photo was skipped: the input is partial, and says why.
+    assert outcome["status"] == "partial" and outcome["frames"] == 1
+    assert "p1.jpg" in outcome["error"]
     log = record.with_name(record.name + ".log").read_text()
     assert "opening source" in log and "skipped" in log and "p1.jpg" in log
     captured = capfd.readouterr()

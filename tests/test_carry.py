@@ -168,9 +168,14 @@ def test_the_console_shows_the_records_fresh_or_carried_flag(tmp_path, monkeypat
     monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
     sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/", timeout=3) as reply:
-            script = re.search(r"<script>(.*)</script>", reply.read().decode(), re.S).group(1)
-        (tmp_path / "page.js").write_text(_NUMBERS_SHIM + script)
+        base = f"http://127.0.0.1:{sink.port}"
+        with urllib.request.urlopen(f"{base}/", timeout=3) as reply:
+            settings = re.search(r'<script id="settings" type="application/json">(.*?)</script>',
+                                 reply.read().decode(), re.S).group(1)
+        with urllib.request.urlopen(f"{base}/static/console.js", timeout=3) as reply:
+            script = reply.read().decode()   # the page's script is a static file
+        shim = _NUMBERS_SHIM + f"el.settings = {{textContent: {json.dumps(settings)}}};\n"
+        (tmp_path / "page.js").write_text(shim + script)
         sink.write(OutputFrame(9, "9", np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), bool),
                                FrameRecord.from_json({"index": 9, "name": "9", "captured_at": 0.0,
                                                       "output_at": 0.0, "score": 0.5,

@@ -3,6 +3,7 @@ or idle, a page that tells a stale or lost feed and reconnects."""
 
 import json
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -118,7 +119,6 @@ def test_an_empty_token_variable_does_not_switch_off_the_configs_token(monkeypat
 
 
 def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
-    import re
     from urllib.parse import quote
 
     from edge.console.server import HttpFeedSink
@@ -132,9 +132,12 @@ def test_a_token_with_reserved_characters_works_from_the_page(monkeypatch):
             page = r.read().decode()
         # The URLs the page itself requests, exactly as the browser would send them.
         image = re.search(r'<img id="v" src="([^"]+)"', page).group(1)
-        query = re.search(r"const QUERY = '([^']*)'", page).group(1)
+        query = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)'
+                                     r'</script>', page, re.S).group(1))["query"]
+        script = re.search(r'<script src="([^"]+)"', page).group(1)
         assert image.startswith("/stream.mjpg?token=") and query.startswith("?token=")
         assert _status(base + image) == 200
+        assert _status(base + script) == 200 and script.startswith("/static/console.js?")
         assert _status(base + "/stats.json" + query) == 200
         assert _status(base + "/stats.json", {"Authorization": f"Bearer {token}"}) == 200
         assert _status(base + "/stats.json" + query[:-1]) == 401
@@ -230,15 +233,23 @@ def test_the_page_tells_a_stale_or_lost_feed_and_reconnects(monkeypatch):
         assert json.loads(_get(base + "/stats.json")[1])["last_frame_age_s"] > 2.0
         with urllib.request.urlopen(base + "/", timeout=3) as r:
             page = r.read().decode()
+        with urllib.request.urlopen(base + "/static/console.js", timeout=3) as r:
+            script = r.read().decode()
     finally:
         sink.close()
-    for state in ("'STALE'", "'DISCONNECTED'", "STALE_AFTER_S = 2.0", "reconnect()"):
-        assert state in page
-    assert "http:" not in page and "https:" not in page and "//" not in page.split("<script>")[0]
+    settings = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)'
+                                    r'</script>', page, re.S).group(1))
+    assert settings["stale_after_s"] == 2.0
+    for state in ("'STALE'", "'DISCONNECTED'", "STALE_AFTER_S", "reconnect()"):
+        assert state in script
+    for text in (page, script):
+        assert "http:" not in text and "https:" not in text
+    assert "//" not in page.split("<script")[0]
 
 
 _PAGE_SHIM = """
 const BASE = process.argv[2], el = {}, log = [];
+el.settings = {id: 'settings', textContent: process.argv[3]};  // the page's settings JSON
 const document = {getElementById: id => (el[id] ??= {id, src: ''})};
 const realFetch = fetch;
 globalThis.fetch = (url, options) => realFetch(BASE + url, options);
@@ -280,7 +291,6 @@ def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, m
     STALE when they stop, DISCONNECTED when the run ends, and a new stream request (LIVE
     again) when a run serves on the same address. Each phase lasts until the page shows its
     state (or a generous deadline passes), so a slow machine only makes it slower."""
-    import re
 
     from edge.console.server import HttpFeedSink
     from edge.outputs import FrameRecord, OutputFrame
@@ -296,10 +306,13 @@ def test_the_page_script_goes_stale_then_disconnected_and_reconnects(tmp_path, m
     sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
     port = sink.port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
-        script = re.search(r"<script>(.*)</script>", r.read().decode(), re.S).group(1)
+        settings = re.search(r'<script id="settings" type="application/json">(.*?)</script>',
+                             r.read().decode(), re.S).group(1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/console.js", timeout=3) as r:
+        script = r.read().decode()
     (tmp_path / "page.js").write_text(_PAGE_SHIM + script)
-    node = subprocess.Popen(["node", str(tmp_path / "page.js"), f"http://127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, text=True)
+    node = subprocess.Popen(["node", str(tmp_path / "page.js"), f"http://127.0.0.1:{port}",
+                             settings], stdout=subprocess.PIPE, text=True)
     try:
         page = _PageStates(node)
         page.wait("LIVE", lambda: send(sink))      # a live run

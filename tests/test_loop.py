@@ -78,6 +78,8 @@ def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
                 results["stats"] = stats
                 with urllib.request.urlopen(f"{base}/", timeout=2) as r:
                     results["page"] = r.read().decode()
+                with urllib.request.urlopen(f"{base}/static/console.js", timeout=2) as r:
+                    results["script"] = r.read().decode()  # the page's script: static
                 with urllib.request.urlopen(f"{base}/stream.mjpg", timeout=5) as r:
                     results["type"] = r.headers["Content-Type"]
                     chunk = r.read(60000)
@@ -97,7 +99,7 @@ def test_live_page_stream_and_stats_while_the_loop_runs(tmp_path):
     sink.close()
     thread.join()
     assert results["stats"]["frame"]["index"] >= 0 and "fps" in results["stats"]
-    assert "/stream.mjpg" in results["page"] and "/stats.json" in results["page"]
+    assert "/stream.mjpg" in results["page"] and "/stats.json" in results["script"]
     assert results["type"].startswith("multipart/x-mixed-replace")
     image = cv2.imdecode(np.frombuffer(results["jpeg"], np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape == (120, 160, 3)

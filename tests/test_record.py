@@ -303,9 +303,12 @@ def test_record_cut_short_by_a_full_disk_says_so_and_reports(tmp_path):
         pytest.skip("needs a small tmpfs to fill (root and mount)")
     try:
         layout = RecordLayout(disk / "rec")
+        no_reserve = tmp_path / "no_reserve.yaml"   # the video fills the card too
+        no_reserve.write_text("record:\n  reserve_mb: 0\n")
         result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--source",
                                  "synthetic://?width=160&height=120&frames=0", "--record",
-                                 str(layout.root), "--refine", "none", "--quiet"], cwd=ROOT,
+                                 str(layout.root), "--refine", "none", "--quiet",
+                                 "--config", str(no_reserve)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 5, result.stderr  # outputs lost: not a success
         summary = layout.read_summary()
@@ -318,3 +321,38 @@ def test_record_cut_short_by_a_full_disk_says_so_and_reports(tmp_path):
     report = write_report(copy.root)
     assert report.summary["ended"] == "disk full"
     _assert_report_is_local(copy)
+
+
+def test_a_v3_record_carries_states_and_grades_into_report_csv_and_findings(tmp_path):
+    """The shipped model has condition states (contract v3): frames, findings, the CSV and
+    the report say how bad the rust is, and the grades carry their caveat."""
+    import csv
+
+    from edge.method.grades import GRADE_CAVEAT
+    from edge.method.model import CorrosionModel
+
+    if CorrosionModel(ROOT / "models" / "rustseg_default.tflite").contract < 3:
+        pytest.skip("the shipped model has no condition states")
+    layout = RecordLayout(tmp_path / "rec")
+    config = _config(**{"record.finding_gap_frames": 5, "record.finding_min_area": 0.01})
+    record_run(SMALL_CLIP, layout.root, config)
+    frames = layout.read_frames()
+    for f in frames:
+        area = f["area_by_state"]
+        assert set(area) == {"fair", "poor", "severe"}
+        assert sum(area.values()) == pytest.approx(f["corroded_fraction"], abs=1e-4)
+        assert f["grades"]["astm_d610"] in range(11)
+    findings = layout.read_findings()
+    assert findings
+    for finding in findings:
+        assert finding["area_by_state"] is not None and finding["grades"]
+        present = [n for n in ("fair", "poor", "severe") if finding["area_by_state"][n] > 0]
+        assert finding["worst_state"] == (present[-1] if present else None)
+    write_report(layout.root, top=3)
+    rows = list(csv.DictReader(layout.findings_csv.open()))
+    assert {"astm_d610", "iso_4628_3", "worst_state", "fair_fraction", "poor_fraction",
+            "severe_fraction"} <= set(rows[0])
+    assert rows[0]["iso_4628_3"].startswith("Ri ")
+    text = layout.report_html.read_text()
+    assert "Condition states over the flight" in text and "Severe (CS4)" in text
+    assert GRADE_CAVEAT in text

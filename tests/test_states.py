@@ -188,7 +188,8 @@ def test_a_state_head_learnt_from_tile_tags_maps_light_and_heavy_rust(tmp_path):
     images, states = _rgb_state_scenes(48, seed=0)
     settings = StateTraining(tile_cells=(12, 3), min_share=0.05, epochs=20, batch_size=16,
                              learning_rate=0.01)
-    head = train_state_head(frozen_features(model, images), states, settings, io.StringIO())
+    head = train_state_head(frozen_features(model, images, SIZE), states, settings,
+                            io.StringIO())
     model = attach_states(model, head)
     _, cumulative = predict_maps(model, images)
     thresholds, _ = choose_thresholds(upsample(cumulative, SIZE), states > 0, states)

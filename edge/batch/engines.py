@@ -32,8 +32,8 @@ from typing import Callable
 import cv2
 
 from edge import native_logs
-from edge.batch.work import DONE, INTERRUPTED, LOST, PENDING, Job, process_input
-from edge.errors import MissingDependencyError, RustsegError
+from edge.batch.work import DONE, FAILED, INTERRUPTED, LOST, PENDING, Job, process_input
+from edge.errors import MissingDependencyError, RustsegError, one_line
 from edge.stop_reason import StopReason, StopRequest
 from edge.writable import write_atomic
 
@@ -109,7 +109,7 @@ def _run_pool(jobs: list[Job], workers: int, threads: int, context, stop,
                 for future in done:
                     job = futures.pop(future)
                     try:
-                        on_done(future.result())
+                        outcome = future.result()
                     except BrokenProcessPool:
                         # The record folder exists once a job has started (the runner removed
                         # any old one), so it tells lost work from work never begun.
@@ -117,6 +117,10 @@ def _run_pool(jobs: list[Job], workers: int, threads: int, context, stop,
                             on_done(_lost(job, "worker process died"))
                         else:
                             not_started.append(job)
+                        continue
+                    except Exception as exc:  # raised outside process_input: still one input's
+                        outcome = _failed(job, exc)
+                    on_done(outcome)
         except KeyboardInterrupt:
             stop.set()
             for future in futures:
@@ -138,6 +142,13 @@ def _hand_in(result: Callable[[], dict], job: Job, on_done: OnDone) -> None:
         on_done(outcome)
     else:
         on_done({**outcome, "status": INTERRUPTED})
+
+
+def _failed(job: Job, exc: Exception) -> dict:
+    """The outcome of a job whose worker raised instead of returning one: failed, one line."""
+    from edge.untrusted import printable
+
+    return {**_lost(job, printable(one_line(exc))), "status": FAILED}
 
 
 def _lost(job: Job, why: str) -> dict:
@@ -246,10 +257,13 @@ def run_ray(jobs: list[Job], workers: int, threads: int, on_done: OnDone,
                 for ref in ready:
                     job = running.pop(ref)
                     try:
-                        on_done(ray.get(ref))
+                        outcome = ray.get(ref)
                     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                             ray.exceptions.ObjectLostError) as exc:
-                        on_done(_lost(job, f"Ray worker lost ({type(exc).__name__})"))
+                        outcome = _lost(job, f"Ray worker lost ({type(exc).__name__})")
+                    except Exception as exc:  # the task raised: that input failed, go on
+                        outcome = _failed(job, exc)
+                    on_done(outcome)
         except KeyboardInterrupt:
             for ref in running:
                 ray.cancel(ref)  # KeyboardInterrupt inside the task: the record closes

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from edge.data.imageio import IMAGE_SUFFIXES
 from edge.errors import DataError
 from edge.sources import VIDEO_SUFFIXES, file_problem, is_glob
+from edge.sources.telemetry.dji_srt import sidecar_for
 
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_CHARS = 48
@@ -41,7 +43,8 @@ class BatchInput:
         different folders (a short hash of the full path)."""
         path = Path(self.uri.rstrip("/"))
         slug = _SLUG_CHARS.sub("_", path.name or "input")[:_SLUG_MAX_CHARS]
-        return f"{slug}-{hashlib.sha1(self.uri.encode()).hexdigest()[:8]}"
+        # fsencode: the bytes of the name as on disk, UTF-8 or not
+        return f"{slug}-{hashlib.sha1(os.fsencode(self.uri)).hexdigest()[:8]}"
 
 
 def expand_inputs(args: list[str]) -> list[BatchInput]:
@@ -70,7 +73,7 @@ def _expand(arg: str) -> list[BatchInput]:
                         "glob or @list.txt")
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return [BatchInput(str(path.resolve()), "video", (path.resolve(),))]
+        return [_video(path.resolve())]
     if suffix in IMAGE_SUFFIXES:
         return [BatchInput(str(path.resolve()), "stills", (path.resolve(),))]
     raise DataError(f"input {arg}: unsupported file type {suffix or '(none)'}; expected a video "
@@ -79,9 +82,14 @@ def _expand(arg: str) -> list[BatchInput]:
 
 def _from_list(list_path: Path) -> list[BatchInput]:
     try:
-        lines = list_path.read_text().splitlines()
+        data = list_path.read_bytes()
     except OSError as exc:
         raise DataError(f"input @{list_path}: cannot read ({exc.strerror})") from None
+    if b"\0" in data:  # no file name holds a NUL byte: this is not a list of names
+        raise DataError(f"input @{list_path}: not a text file (binary data); expected one "
+                        "input per line")
+    # The names' bytes as they are (a Latin-1 name in the list names a Latin-1 file).
+    lines = os.fsdecode(data).splitlines()
     entries = [entry for entry in map(lambda line: _list_entry(line, list_path.parent), lines)
                if entry]
     if not entries:
@@ -125,11 +133,18 @@ def _from_glob(pattern: str) -> list[BatchInput]:
     stills = tuple(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES)
     if not videos and not stills:
         raise DataError(f"input {pattern}: the glob matches no video or image")
-    items = [BatchInput(str(p), "video", (p,)) for p in videos]
+    items = [_video(p) for p in videos]
     if stills:
         image_glob = str(Path(pattern).expanduser().absolute())
         items.append(BatchInput(image_glob, "stills", stills))
     return items
+
+
+def _video(path: Path) -> BatchInput:
+    """A video, with its DJI .SRT sidecar among its files when it has one: a changed sidecar
+    changes the positions, so the input is redone."""
+    sidecar = sidecar_for(path)
+    return BatchInput(str(path), "video", (path,) + ((sidecar.resolve(),) if sidecar else ()))
 
 
 def _folder(path: Path) -> BatchInput:

@@ -20,10 +20,30 @@ from pathlib import Path
 from edge.batch.inputs import BatchInput
 from edge.errors import DataError
 from edge.method.modelcard import file_sha256
+from edge.record import schema
 from edge.writable import write_atomic
 
 MANIFEST_NAME = "manifest.json"
 _FORMAT = "rustseg-batch-manifest/1"
+# What the resume rule and the index read from the manifest (edge/record/schema.py checks it).
+_OUTCOME = {"type": "object", "required": ["uri", "record", "status"],
+            "properties": {"uri": {"type": "string"}, "record": {"type": "string"},
+                           "status": {"type": "string"}, "error": {"type": ["string", "null"]},
+                           "frames": {"type": "integer", "minimum": 0},
+                           "skipped": {"type": "integer", "minimum": 0},
+                           "corroded_share": {"type": "number"},
+                           "max_corroded_area": {"type": "number"},
+                           "wall_s": {"type": ["number", "null"]}}}
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["format", "inputs"],
+    "properties": {"format": {"const": _FORMAT},
+                   "inputs": {"type": "object", "additionalProperties": {
+                       "type": "object", "required": ["files", "status", "outcome"],
+                       "properties": {"files": {"type": "array", "items": {"type": "object"}},
+                                      "status": {"type": "string"},
+                                      "model_card_sha256": {"type": ["string", "null"]},
+                                      "outcome": _OUTCOME}}}},
+}
 
 
 def fingerprint(item: BatchInput) -> list[dict]:
@@ -49,12 +69,13 @@ class Manifest:
         if not path.exists():
             return cls(path, {})
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable batch manifest ({exc}); move it away to "
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else \
+                "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise DataError(f"{path}: not a readable batch manifest ({why}); move it away to "
                             "start the batch afresh") from None
-        if data.get("format") != _FORMAT:
-            raise DataError(f"{path}: format {data.get('format')!r}, expected {_FORMAT}")
+        schema.check(data, MANIFEST_SCHEMA, path)
         return cls(path, data["inputs"])
 
     def is_current(self, uri: str, prints: list[dict], model_card_sha256: str,

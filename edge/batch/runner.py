@@ -3,12 +3,15 @@
     inputs -> fingerprints -> resume rule -> engine(process_input per job) -> on each outcome:
     manifest entry, index row, progress bar
 
-Exit status (the CLI maps it): every input done -> 0; some failed or lost -> EXIT_SOME_FAILED;
-Ctrl-C -> interrupted (the CLI returns 130). See README "Batch processing".
+Exit status (the CLI maps it, `BatchResult.exit_code`): every input done -> 0; some failed or
+lost -> EXIT_SOME_FAILED; otherwise some partial (frames skipped) -> EXIT_SOME_PARTIAL; Ctrl-C
+-> interrupted (the CLI returns 130). The index and the manifest are written however the batch
+ends, an error in the driver included. See README "Batch processing".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -24,14 +27,16 @@ from edge.batch.index import index_rows, write_index
 from edge.batch.inputs import BatchInput, expand_inputs
 from edge.batch.manifest import Manifest, fingerprint
 from edge.batch.progress import FrameWatcher
-from edge.batch.work import DONE, PENDING, SKIPPED, Job
+from edge.batch.work import DONE, PARTIAL, PENDING, SKIPPED, Job, log_file
 from edge.config import Config, resolve_resource
 from edge.errors import ConfigError, MissingDependencyError
 from edge.method.modelcard import file_sha256
 from edge.record.layout import RecordLayout
 from edge.record.lock import FolderLock
+from edge.untrusted import OpenCvPath
 
 EXIT_SOME_FAILED = 6
+EXIT_SOME_PARTIAL = 7
 RECORDS_DIR = "records"
 log = logging.getLogger(__name__)
 LOCK_NAME = "batch.lock"   # DIR/batch.lock exists while a batch runs on DIR
@@ -58,6 +63,16 @@ class BatchResult:
     @property
     def all_done(self) -> bool:
         return not self.interrupted and self.count(DONE, SKIPPED) == len(self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done; EXIT_SOME_FAILED when an input failed, was lost or did not run;
+        EXIT_SOME_PARTIAL when the only shortfall is skipped frames (interrupted: the CLI's)."""
+        if self.all_done:
+            return 0
+        if self.count(DONE, SKIPPED, PARTIAL) == len(self.outcomes) and self.count(PARTIAL):
+            return EXIT_SOME_PARTIAL
+        return EXIT_SOME_FAILED
 
     def format(self) -> str:
         counts = {}
@@ -93,7 +108,7 @@ def plan_workers(workers: int | None, cores: int, inputs: int | None = None) -> 
     capped = None
     if workers is not None and planned < workers:
         to_do = f"{inputs} inputs to do, " if inputs else ""
-        capped = f"--workers {workers}: running {planned} ({to_do}{cores} cores)"
+        capped = f"--workers {workers} capped to {planned} ({to_do}{cores} cores)"
     return WorkerPlan(planned, max(1, cores // planned), capped)
 
 
@@ -132,7 +147,7 @@ def _run_locked(config: Config, request: BatchRequest, items: list[BatchInput],
             continue
         if record.exists():
             shutil.rmtree(record)  # our own earlier, stale or partial record of this input
-        record.with_name(record.name + ".log").unlink(missing_ok=True)
+        log_file(record).unlink(missing_ok=True)
         outcomes[item.uri] = {"uri": item.uri, "record": str(record), "status": PENDING}
         jobs.append(Job(item, str(record), config))
     # A cluster (--address) has cores of its own: only the inputs cap its workers there.
@@ -165,14 +180,17 @@ def _run_locked(config: Config, request: BatchRequest, items: list[BatchInput],
         write_index(index_rows(list(outcomes.values()), out_dir), out_dir)
 
     watcher = FrameWatcher([job.record_dir for job in jobs], bar.update)
+    result = BatchResult()
     try:
         with watcher:
             ENGINES[request.engine](jobs, workers, threads, on_done, request.address)
     except KeyboardInterrupt:
-        return finish(BatchResult(interrupted=True))
-    finally:
+        result.interrupted = True
+    finally:  # whatever happened, a re-run must know what is done: manifest, then index
         bar.close()
-    return finish(BatchResult())
+        manifest.save()
+        finish(result)
+    return result
 
 
 def _usable_cores() -> int:
@@ -187,8 +205,9 @@ def _frames_expected(item: BatchInput) -> int:
     """For the progress bar only: a video's frame count from its header, stills counted."""
     if item.kind == "stills":
         return len(item.files)
-    capture = cv2.VideoCapture(str(item.files[0]))
-    try:
-        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-    finally:
-        capture.release()
+    with OpenCvPath(item.files[0]) as path:  # any file name, even one that is not UTF-8
+        capture = cv2.VideoCapture(path.path)
+        try:
+            return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        finally:
+            capture.release()

@@ -1,9 +1,11 @@
 """`http://HOST:PORT`: the inspector's live page, an MJPEG stream and live stats.
 
-Routes (nothing else is served, no files, no paths):
+Routes (nothing else is served, no paths from the request reach the file system):
     /             the live console (edge/console/page.py): stream, numbers, chart, findings
+    /static/console.js, /static/console.css   its script and style (package files)
     /stream.mjpg  multipart MJPEG of the overlay
-    /stats.json   the latest frame record, the HUD's rolling FPS and the recent findings
+    /stats.json   the latest frame record, the HUD's rolling FPS, the recent findings and the
+                  run's notices (the record's video stopped at the card's free-space reserve)
     /finding.jpg  ?id=FRAME&size=thumb|full: one of the recent findings (edge/console/live_findings.py)
 Every route checks the access token when one is set (`?token=` or `Authorization: Bearer`;
 a non-ASCII token works in both: the query is percent-encoded UTF-8, and the header's raw
@@ -50,7 +52,7 @@ import cv2
 
 from edge.config import OverlayConfig
 from edge.console.live_findings import SIZES, RecentFindings
-from edge.console.page import render_page
+from edge.console.page import STATIC_ROUTES, render_page, static_file
 from edge.errors import SinkError
 from edge.outputs import FrameSink, OutputFrame, parse_http_uri
 
@@ -300,7 +302,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlparse(self.path)
         route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream,
-                 "/stats.json": self._stats, "/finding.jpg": self._finding}.get(url.path)
+                 "/stats.json": self._stats, "/finding.jpg": self._finding,
+                 **dict.fromkeys(STATIC_ROUTES, self._static)}.get(url.path)
         if route is None:
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
             return
@@ -330,6 +333,15 @@ class _Handler(BaseHTTPRequestHandler):
         query = "?" + urlencode({"token": token}) if token else ""
         page = render_page(query, " ".join(feed.warnings), _STALE_AFTER_S, feed.overlay)
         self._plain(HTTPStatus.OK, page, "text/html")
+
+    def _static(self, url) -> None:
+        body, content_type = static_file(url.path)
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")  # a new version ships with a new run
+        self.end_headers()
+        self.wfile.write(body)
 
     def _finding(self, url) -> None:
         query = parse_qs(url.query)
@@ -445,7 +457,7 @@ class HttpFeedSink(FrameSink):
             # The HUD's rolling FPS, which the loop puts in the record (not an average since
             # start, which hides a slowdown and disagrees with the video).
             self._stats = {"frame": frame.record.to_json(), "frames": self._stats["frames"] + 1,
-                           "fps": frame.record.fps}
+                           "fps": frame.record.fps, "notices": list(frame.notices)}
 
     def close(self) -> None:
         if self.closing:

@@ -57,12 +57,7 @@ def read_image_bgr(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """A corrosion mask as bool [H, W]: any non-black pixel is corrosion (palette PNGs too)."""
-    path = Path(path)
-    data = np.fromfile(str(path), np.uint8) if path.is_file() else np.zeros(0, np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if mask is None:
-        raise DataError(f"mask {path} is missing or not a readable image")
-    return mask.max(axis=2) > 0
+    return read_state_mask(path) > 0
 
 
 # vt_corrosion palette as OpenCV reads it (BGR): Fair (0,0,128), Poor (0,128,0),

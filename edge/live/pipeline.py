@@ -27,16 +27,17 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from edge.config import OverlayConfig
-from edge.errors import RustsegError, SinkError
+from edge.errors import OutputStopped, RustsegError, SinkError
 from edge.live.overlay import draw_overlay
 from edge.live.stages import Stage, StageRunner
 from edge.method.grades import grades
 from edge.method.profiler import StageTimes, summarize
-from edge.method.segment import FrameResult, Segmenter
+from edge.method.segment import Segmenter
 from edge.outputs import FrameRecord, FrameSink, OutputFrame
 from edge.sources import Frame, FrameSource
 from edge.stop_reason import StopReason, StopRequest
@@ -57,6 +58,8 @@ class LoopOptions:
     sink_error_policy: str = "drop"  # drop | stop
     overlay: OverlayConfig | None = None
     overlap: bool = True             # False: one frame at a time on this thread (bench)
+    # (position or None, why missing or None) of a frame, taken at capture (edge/live/locate.py)
+    locate: Callable[[Frame], tuple[dict | None, str | None]] | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class _Item:
     times: StageTimes
     prediction: object = None
     result: object = None
+    located: tuple[dict | None, str | None] = (None, None)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class OutputTally:
     written: int = 0
     lost_at_frame: int | None = None
     error: str | None = None
+    stopped_on_purpose: bool = False   # OutputStopped (the free-space reserve), not a failure
 
 
 @dataclass
@@ -103,6 +108,12 @@ class RunReport:
     @property
     def lost_outputs(self) -> list[str]:
         return [name for name, tally in self.outputs.items() if tally.error is not None]
+
+    @property
+    def failed_outputs(self) -> list[str]:
+        """Lost outputs that failed, not counting those that stopped on purpose."""
+        return [name for name, tally in self.outputs.items()
+                if tally.error is not None and not tally.stopped_on_purpose]
 
     def summary(self) -> dict:
         return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
@@ -154,6 +165,7 @@ class Pipeline:
         self._runner = StageRunner(source.live, options.queue_depth, self.stop, options.overlap)
         self._output_times: deque[float] = deque(maxlen=_FPS_WINDOW)
         self._source_end = StopReason.END_OF_SOURCE  # how capture ended if nobody stopped it
+        self.notices: list[str] = []   # for the operator: on the live page and in STATUS=
 
     def run(self) -> RunReport:
         started = time.perf_counter()
@@ -183,7 +195,10 @@ class Pipeline:
             with times.stage("capture"):
                 frame = self.source.read()
             if frame is not None:
-                yield _Item(frame, times)
+                item = _Item(frame, times)
+                if self.options.locate is not None:
+                    item.located = self.options.locate(frame)
+                yield item
             elif self.source.ended:
                 break  # else: a live source with nothing new yet
         if self.stop.is_set():
@@ -205,14 +220,14 @@ class Pipeline:
     def _draw_and_output(self, item: _Item) -> None:
         frame, result, times = item.frame, item.result, item.times
         self._output_times.append(time.perf_counter())
-        record = self._record(frame, result, times)  # before drawing: the HUD shows it
+        record = self._record(item)  # before drawing: the HUD shows it
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
                                    result.cam01, record, result.state)
         record = dataclasses.replace(record, ms=dict(times.ms), output_at=time.time())
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
-                                        record, frame.image))
+                                        record, frame.image, tuple(self.notices)))
         self._account(frame, result, times)
         self.segmenter.observe_frame(times)
         if any(sink.wants_stop for sink in self.sinks):
@@ -240,6 +255,13 @@ class Pipeline:
             try:
                 sink.write(out)
                 tally.written += 1
+            except OutputStopped as exc:
+                tally.lost_at_frame, tally.error = out.index, str(exc)
+                tally.stopped_on_purpose = True
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+                self.notices.append(str(exc))
+                log.warning("%s", exc)
             except (SinkError, OSError) as exc:
                 message = str(exc) if isinstance(exc, SinkError) else \
                     f"output {sink.name}: {exc.strerror or exc}"
@@ -261,7 +283,9 @@ class Pipeline:
         return (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 and \
             window[-1] > window[0] else 0.0
 
-    def _record(self, frame: Frame, result: FrameResult, times: StageTimes) -> FrameRecord:
+    def _record(self, item: _Item) -> FrameRecord:
+        frame, result, times = item.frame, item.result, item.times
+        position, position_missing = item.located
         return FrameRecord(index=frame.index, name=frame.name, captured_at=frame.captured_at,
                            output_at=time.time(), score=result.score, valid=result.valid,
                            corroded_fraction=result.corroded_fraction, path=result.path,
@@ -269,7 +293,8 @@ class Pipeline:
                            area_by_state=result.area_by_state,
                            **mask_origin(frame.index, result),
                            ms=dict(times.ms), dropped=self._dropped(),
-                           lag_frames=self._lag(frame), fps=self._rolling_fps())
+                           lag_frames=self._lag(frame), fps=self._rolling_fps(),
+                           position=position, position_missing=position_missing)
 
     def _account(self, frame: Frame, result, times: StageTimes) -> None:
         for name, ms in times.ms.items():

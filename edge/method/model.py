@@ -174,18 +174,17 @@ class CorrosionModel:
         if list(self.cam_hw) != list(card.cam_size):
             raise ModelError(f"model card {card.path_for(self.path)} says cam {card.cam_size}"
                              f" but {self.path} returns {list(self.cam_hw)}")
-        if card.contract >= 2 and self.seg_hw is None:
-            raise ModelError(f"model card {card.path_for(self.path)} says contract 2 but "
-                             f"{self.path} has no output named 'seg'")
-        if card.contract >= 2 and list(self.seg_hw) != list(card.seg_size):
-            raise ModelError(f"model card {card.path_for(self.path)} says seg {card.seg_size}"
-                             f" but {self.path} returns {list(self.seg_hw)}")
-        if card.contract >= 3 and self.state_hw is None:
-            raise ModelError(f"model card {card.path_for(self.path)} says contract 3 but "
-                             f"{self.path} has no output named 'state'")
-        if card.contract >= 3 and list(self.state_hw) != list(card.state_size):
-            raise ModelError(f"model card {card.path_for(self.path)} says state "
-                             f"{card.state_size} but {self.path} returns {list(self.state_hw)}")
+        # Outputs each contract adds: (contract, name, shape the file has, shape the card says).
+        for contract, name, ours, said in ((2, "seg", self.seg_hw, card.seg_size),
+                                           (3, "state", self.state_hw, card.state_size)):
+            if card.contract < contract:
+                continue
+            if ours is None:
+                raise ModelError(f"model card {card.path_for(self.path)} says contract "
+                                 f"{contract} but {self.path} has no output named '{name}'")
+            if list(ours) != list(said):
+                raise ModelError(f"model card {card.path_for(self.path)} says {name} {said}"
+                                 f" but {self.path} returns {list(ours)}")
 
 
 class _BoundInterpreter:

@@ -71,3 +71,12 @@ def worst_state(levels: np.ndarray, min_share: float = 0.0) -> int:
         if covered and covered >= min_share * levels.size:
             return level
     return BACKGROUND
+
+
+def worst_state_name(area: dict[str, float] | None) -> str | None:
+    """The worst state present in an area-by-state record ('fair', 'poor', 'severe'), or None
+    when there are no states (v1/v2 models) or none is present."""
+    if not area:
+        return None
+    present = [name for name in STATE_NAMES if area.get(name, 0) > 0]
+    return present[-1] if present else None

@@ -68,11 +68,13 @@ def parse_http_uri(uri: str, settings=None) -> HttpAddress:
 
 
 def open_output(uri: str, fps: float, headless: bool = False,
-                http_sink: Callable[[str], FrameSink] | None = None) -> FrameSink:
+                http_sink: Callable[[str], FrameSink] | None = None,
+                stream_settings=None) -> FrameSink:
     """The sink an --output URI names; SinkError (one line) for anything malformed.
 
     An http:// URI is checked here and built by `http_sink(uri)`, the console's constructor
-    with the caller's settings bound; without one it is refused in one line."""
+    with the caller's settings bound; without one it is refused in one line. rtp:// and udp://
+    streams take `stream_settings` (the config's `stream` section), likewise refused without."""
     uri = str(uri).strip()
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
@@ -88,6 +90,12 @@ def open_output(uri: str, fps: float, headless: bool = False,
             raise SinkError(f"output {uri}: the live console is not available here (the "
                             "caller gave no http sink)")
         return http_sink(uri)
+    if scheme in ("rtp", "udp"):
+        if stream_settings is None:
+            raise SinkError(f"output {uri}: streams are not available here (the caller gave "
+                            "no stream settings)")
+        from edge.outputs.stream import H264StreamSink  # PyAV is loaded only for a stream
+        return H264StreamSink(uri, fps, stream_settings)
     if scheme:
         raise SinkError(f"output {uri!r}: unknown scheme {scheme}://; {_EXPECTED}")
     if not uri:

@@ -4,7 +4,7 @@ Building a sink checks that it can write (and fails at start with the OS's reaso
 nothing: `start()` does the first write (the log is truncated there), after the run has checked
 with `writes_to` that no output would replace a source file. A sink raises SinkError when it
 cannot write; the loop then applies loop.sink_error_policy (drop that sink and go on, or stop
-cleanly).
+cleanly). A sink that stops on purpose raises OutputStopped: it is dropped and the run goes on.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class OutputFrame:
     mask: np.ndarray             # bool [H, W]
     record: FrameRecord          # what the loop says about this frame (the log line)
     frame_bgr: np.ndarray | None = None          # uint8 [H, W, 3] the frame as captured
+    notices: tuple[str, ...] = ()  # what the run wants the operator to know (live page, STATUS)
 
 
 class FrameSink(ABC):
@@ -44,6 +45,7 @@ class FrameSink(ABC):
     is_output = True
     url: str | None = None       # a page a person opens to watch the run, announced at start
     warnings: tuple[str, ...] = ()  # what the user must be told at start (an open page)
+    notes: tuple[str, ...] = ()     # what the user may want to know at start (an SDP file)
 
     def __enter__(self) -> "FrameSink":
         self.start()

@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.errors import SinkError
 from edge.outputs.base import FrameSink, OutputFrame, write_image
+from edge.untrusted import OpenCvPath
 from edge.writable import check_writable, disk_full, make_folder
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -45,7 +46,8 @@ class VideoFileSink(FrameSink):
         image = frame.overlay_bgr
         size = (image.shape[1], image.shape[0])
         if self.writer is None:
-            self.writer = cv2.VideoWriter(str(self.path),
+            self._opencv_path = OpenCvPath(self.path)  # any file name, even one not UTF-8
+            self.writer = cv2.VideoWriter(self._opencv_path.path,
                                           cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()]),
                                           self.fps, size)
             if not self.writer.isOpened():
@@ -62,6 +64,7 @@ class VideoFileSink(FrameSink):
         if self.writer is not None:
             self.writer.release()  # writes the index (moov atom): the file is playable
             self.writer = None
+            self._opencv_path.close()
 
 
 class _FolderSink(FrameSink):

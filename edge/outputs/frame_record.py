@@ -47,6 +47,11 @@ class FrameRecord:
     dropped: int = 0                             # live frames dropped so far in the run
     lag_frames: int | None = None                # frames behind the newest capture (live)
     fps: float | None = _digits(2, default=None)  # the HUD's rolling FPS
+    # Where the drone was when the frame was captured (edge/live/locate.py: EXIF of a photo,
+    # the DJI .SRT sidecar of a video, live MAVLink): lat, lon, alt, rel_alt, gimbal, source,
+    # age_s; None when unknown, with `position_missing` saying why when a locator was asked.
+    position: dict | None = None
+    position_missing: str | None = None
 
     def to_json(self) -> dict:
         """A JSON-ready dict, rounded; every field, None as null (readers may rely on keys)."""
@@ -75,4 +80,12 @@ class FrameRecord:
         """The terminal's one line per frame."""
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.ms.items())
         return (f"frame {self.index:>5} {self.name}: corrosion {self.score:.2f} "
-                f"area {100 * self.corroded_fraction:5.1f}% {self.path:<7} | {stages} ms")
+                f"area {100 * self.corroded_fraction:5.1f}% {self.path:<7} | {stages} ms"
+                f"{self._position_text()}")
+
+    def _position_text(self) -> str:
+        if self.position is None:
+            return f" | no position: {self.position_missing}" if self.position_missing else ""
+        age = self.position.get("age_s")
+        return (f" | {self.position['lat']:.6f}, {self.position['lon']:.6f}"
+                + (f", {age:.1f} s old" if age is not None else ""))

@@ -11,7 +11,8 @@ The finding rule (config `record`):
   Ctrl-C) is written on close.
 
 Each finding is three files (RecordLayout.finding_files) and one line in
-findings/findings.jsonl, with its position when the source is a geotagged photo.
+findings/findings.jsonl, with its frame's position when one is known (geotagged photos, video
+with a DJI .SRT sidecar, live MAVLink telemetry).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from edge.errors import SinkError
 from edge.outputs import FrameSink, OutputFrame, write_image
+from edge.method.states import worst_state_name
 from edge.record.layout import RecordLayout
 from edge.writable import make_folder
 
@@ -45,18 +47,12 @@ class FindingRule:
 class FindingSink(FrameSink):
     """Applies the finding rule to every frame and writes the findings into the record.
 
-    `locate(frame_name)` gives the position dict of a frame (None when unknown); the recorder
-    sets it once the source is open."""
+    A finding's position is its frame's (the log record's "position": EXIF for photos, the
+    .SRT sidecar or live MAVLink for video, edge/live/locate.py)."""
 
     def __init__(self, layout: RecordLayout, rule: FindingRule) -> None:
-        try:
-            make_folder(layout.findings_dir)
-        except OSError as exc:
-            raise SinkError(f"--record {layout.root}: cannot create {layout.findings_dir} "
-                            f"({exc.strerror})") from None
         self.layout, self.rule = layout, rule
         self.name = f"findings {layout.findings_dir}"
-        self.locate: Callable[[str], dict | None] = lambda name: None
         self.source_file: Callable[[str], Path | None] = lambda name: None
         self.count = 0
         self._pending: OutputFrame | None = None
@@ -64,8 +60,11 @@ class FindingSink(FrameSink):
         self._log = None
 
     def start(self) -> None:
+        """The findings folder is made here, once the run is under way: a run that fails
+        before (a missing source) leaves its record folder empty, so a retry may use it."""
         if self._log is None:
             try:
+                make_folder(self.layout.findings_dir)
                 self._log = open(self.layout.findings_log, "w", buffering=1)
             except OSError as exc:
                 raise SinkError(f"--record {self.layout.findings_log}: cannot write "
@@ -105,13 +104,14 @@ class FindingSink(FrameSink):
                     [cv2.IMWRITE_JPEG_QUALITY, _OVERLAY_JPEG_QUALITY])
         write_image(files.mask, frame.mask.astype(np.uint8) * 255, [])
         source_file = self.source_file(frame.name)
-        # The frame's own record, then where its files and position are.
+        # The frame's own record (its position, grades and area per state included), then
+        # where its files are and its worst state.
         entry = frame.record.to_json()
         entry.update(raw=self.layout.relative(files.raw),
                      overlay=self.layout.relative(files.overlay),
                      mask=self.layout.relative(files.mask),
                      source_file=str(source_file) if source_file else None,
-                     position=self.locate(frame.name))
+                     worst_state=worst_state_name(frame.record.area_by_state))
         try:
             self._log.write(json.dumps(entry, separators=(",", ":")) + "\n")
             self._log.flush()

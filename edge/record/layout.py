@@ -17,7 +17,9 @@ end, so a run that filled the disk can still say how it ended. A summary still s
 is still readable, and `rustseg report` rebuilds the summary from frames.jsonl.
 
 Every reader (report, batch index) takes the paths from `RecordLayout`; nothing else spells
-a file name of the record.
+a file name of the record. What is read is checked against the file's schema
+(edge/record/schema.py), and nothing is read or written through a link leading out of the
+record (`contained`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from edge.errors import DataError
 from edge.outputs import FrameRecord
+from edge.record import schema
 
 RECORD_FORMAT = "rustseg-record/1"
 # summary.json "ended" says how the run ended: an edge.stop_reason.StopReason value.
@@ -65,10 +68,13 @@ class RecordLayout:
         return self.findings_dir / "findings.jsonl"
 
     def finding_files(self, frame_name: str) -> FindingFiles:
-        stem = self.findings_dir / frame_name
-        return FindingFiles(stem.with_name(f"{frame_name}_raw.jpg"),
-                            stem.with_name(f"{frame_name}_overlay.jpg"),
-                            stem.with_name(f"{frame_name}_mask.png"))
+        """Files named after the frame, always directly in findings/: the name is joined as
+        one file name, so a photo called `..jpg` (frame ".") or `.jpg` cannot climb out."""
+        files = FindingFiles(*(self.findings_dir / f"{frame_name}{suffix}"
+                               for suffix in ("_raw.jpg", "_overlay.jpg", "_mask.png")))
+        if any(path.parent != self.findings_dir for path in (files.raw, files.overlay, files.mask)):
+            raise DataError(f"record {self.root}: frame name {frame_name!r} is not a file name")
+        return files
 
     @property
     def run_json(self) -> Path:
@@ -105,59 +111,80 @@ class RecordLayout:
         """`path` as the record refers to it (relative to the root, forward slashes)."""
         return Path(path).relative_to(self.root).as_posix()
 
+    def contained(self, path: Path) -> Path:
+        """`path`, or DataError when it, or a link on its way, leads out of the record: a record
+        is untrusted data, and a link in it must not make the report read or overwrite a file
+        elsewhere (the record folder itself may be reached through a link)."""
+        root = self.root.resolve()
+        if not Path(path).resolve().is_relative_to(root):
+            raise DataError(f"record {self.root}: {self.relative(path)} is a link leading out of "
+                            f"the record (to {Path(path).resolve()}); refusing to use it")
+        return Path(path)
+
     # --- reading -----------------------------------------------------------------------------
 
     def is_record(self) -> bool:
         return self.run_json.is_file()
 
     def read_run(self) -> dict:
-        return _read_json(self.run_json, "run.json")
+        return _read_json(self.contained(self.run_json), schema.RUN)
 
     def read_summary(self) -> dict | None:
         """summary.json, or None when it is missing (a record written before it could be)."""
         if not self.summary_json.is_file():
             return None
-        return _read_json(self.summary_json, "summary.json")
+        return _read_json(self.contained(self.summary_json), schema.SUMMARY)
 
     def is_complete(self) -> bool:
-        """True when the run ended normally and every output kept every frame."""
-        summary = self.read_summary() if self.is_record() else None
+        """True when the run ended normally and every output kept every frame (a malformed
+        summary is not complete: the record is redone, not trusted)."""
+        try:
+            summary = self.read_summary() if self.is_record() else None
+        except DataError:
+            return False
         return bool(summary and summary.get("complete"))
 
     def read_frames(self) -> list[FrameRecord]:
-        return [FrameRecord.from_json(line) for line in _read_jsonl(self.frames_log)]
+        return [FrameRecord.from_json(line)
+                for line in _read_jsonl(self.contained(self.frames_log), schema.FRAME)]
 
     def read_findings(self) -> list[dict]:
-        return _read_jsonl(self.findings_log) if self.findings_log.is_file() else []
+        if not self.findings_log.is_file():
+            return []
+        return _read_jsonl(self.contained(self.findings_log), schema.FINDING)
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _read_json(path: Path, file_schema: dict) -> dict:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise DataError(f"record {path.parent}: cannot read {what} ({exc.strerror})") from None
+        raise DataError(f"record {path.parent}: cannot read {path.name} ({exc.strerror})") \
+            from None
     try:
         value = json.loads(text.rstrip("\x00 \n"))  # summary.json may carry its padding
-    except json.JSONDecodeError as exc:
-        raise DataError(f"record {path.parent}: {what} is not valid JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise DataError(f"record {path.parent}: {what} must hold a JSON object")
+    except (json.JSONDecodeError, RecursionError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise DataError(f"record {path.parent}: {path.name} is not valid JSON ({why})") from None
+    schema.check(value, file_schema, path)
     return value
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    """Every complete line; a last line cut by a crash or a full disk is left out."""
+def _read_jsonl(path: Path, line_schema: dict) -> list[dict]:
+    """Every complete line, each checked against `line_schema`; a line cut by a crash or a
+    full disk (the last one, unfinished, or one torn mid-write) is left out."""
     if not path.is_file():
         raise DataError(f"record {path.parent}: {path.name} is missing; not a run record?")
     records = []
-    with open(path, encoding="utf-8", errors="replace") as file:
-        for line in file:
+    with open(path, encoding="utf-8", errors="surrogateescape") as file:
+        for number, line in enumerate(file, start=1):
             if not line.endswith("\n"):
                 break  # the write of this line never finished
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                value = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a line torn by a crash mid-write
+            schema.check(value, line_schema, path, number)
+            records.append(value)
     return records
 
 

@@ -4,21 +4,62 @@ Drone cameras (DJI and most others) write latitude, longitude and altitude in th
 IFD as degree/minute/second rationals with N/S, E/W and above/below-sea-level references;
 DJI adds the gimbal's pitch, yaw and roll as `drone-dji:Gimbal*Degree` in the photo's XMP.
 exifread reads both (the XMP packet as text, which the standard XML parser then reads).
-A photo without them has no position, which is not an error.
+A photo without them has no position, which is not an error. A position that is not on
+Earth (latitude beyond +-90, longitude beyond +-180, minutes or seconds of 60 or more, a
+missing or unknown N/S/E/W reference, NaN or infinity) is dropped with a warning: a wrong
+point on a map is worse than none. `geojson_position` is that rule, applied again by the
+report to whatever a record holds, so findings.geojson is valid RFC 7946 whatever wrote it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from edge.errors import MissingDependencyError
+from edge.untrusted import printable
 
 _DJI_NS = "{http://www.dji.com/drone-dji/1.0/}"
 _GIMBAL_KEYS = {"pitch": "GimbalPitchDegree", "yaw": "GimbalYawDegree",
                 "roll": "GimbalRollDegree"}
+_HEMISPHERES = {"GPS GPSLatitudeRef": ("N", "S"), "GPS GPSLongitudeRef": ("E", "W")}
+_RANGES = {"lat": 90.0, "lon": 180.0}   # |degrees| allowed (RFC 7946 section 3.1.1, WGS 84)
+
+_log = logging.getLogger(__name__)
+
+
+class _BadPosition(ValueError):
+    """A GPS field that is present but not a position on Earth."""
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def geojson_position(position: dict) -> tuple[dict | None, str | None]:
+    """(the position cleaned for GeoJSON, None) or (None, why it is not a valid position).
+    Latitude and longitude must be finite and in range; a non-finite altitude or gimbal angle
+    is left out (the point stays)."""
+    for key, limit in _RANGES.items():
+        value = position.get(key)
+        if not _finite(value):
+            return None, f"{key} {value!r} is not a finite number"
+        if abs(value) > limit:
+            return None, f"{key} {value} is outside -{limit:g}..{limit:g}"
+    alt = position.get("alt")
+    gimbal = position.get("gimbal") or {}
+    clean_gimbal = {k: v for k, v in gimbal.items() if _finite(v)} if isinstance(gimbal, dict) \
+        else {}
+    # Other keys (source, ...) are kept: the footprint and the GeoJSON use them; a non-finite
+    # height above take-off is unknown, so no footprint is made from it.
+    rel_alt = position.get("rel_alt")
+    return {**position, "lat": position["lat"], "lon": position["lon"],
+            "alt": alt if _finite(alt) else None, "gimbal": clean_gimbal or None,
+            **({"rel_alt": rel_alt if _finite(rel_alt) else None} if "rel_alt" in position
+               else {})}, None
 
 
 def _exifread():
@@ -41,24 +82,39 @@ def read_position(path: Path) -> dict | None:
             tags = exifread.process_file(file, details=True, debug=True)
     except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error):
         return None  # unreadable or corrupt metadata: no position
-    lat = _degrees(tags, "GPS GPSLatitude", "GPS GPSLatitudeRef", "S")
-    lon = _degrees(tags, "GPS GPSLongitude", "GPS GPSLongitudeRef", "W")
-    if lat is None or lon is None:
+    if "GPS GPSLatitude" not in tags or "GPS GPSLongitude" not in tags:
+        return None  # no fix: not an error
+    try:
+        lat = _degrees(tags, "GPS GPSLatitude", "GPS GPSLatitudeRef")
+        lon = _degrees(tags, "GPS GPSLongitude", "GPS GPSLongitudeRef")
+        position, problem = geojson_position({"lat": lat, "lon": lon, "alt": _altitude(tags),
+                                              "gimbal": _gimbal(tags)})
+        if problem:
+            raise _BadPosition(problem)
+    except _BadPosition as exc:
+        _log.warning("photo %s: GPS position dropped: %s", printable(path), exc)
         return None
-    return {"lat": lat, "lon": lon, "alt": _altitude(tags), "gimbal": _gimbal(tags)}
+    return position
 
 
-def _degrees(tags: dict, key: str, ref_key: str, negative_ref: str) -> float | None:
+def _degrees(tags: dict, key: str, ref_key: str) -> float:
+    """Signed decimal degrees from EXIF's degrees, minutes, seconds and N/S or E/W."""
     tag = tags.get(key)
-    if tag is None or len(tag.values) != 3:
-        return None
+    if len(tag.values) != 3:
+        raise _BadPosition(f"{key} has {len(tag.values)} values, expected 3")
     try:
         d, m, s = (float(v) for v in tag.values)
     except (ZeroDivisionError, ValueError, TypeError):
-        return None
-    value = d + m / 60.0 + s / 3600.0
+        raise _BadPosition(f"{key} is not a number") from None
+    if not all(math.isfinite(v) and v >= 0 for v in (d, m, s)) or m >= 60 or s >= 60:
+        raise _BadPosition(f"{key} {d:g} deg {m:g}' {s:g}\" is not degrees, minutes < 60 and "
+                           "seconds < 60")
     ref = str(tags.get(ref_key, "")).strip().upper()
-    return -value if ref == negative_ref else value
+    positive, negative = _HEMISPHERES[ref_key]
+    if ref not in (positive, negative):
+        raise _BadPosition(f"{ref_key} {ref or '(missing)'!r} is not {positive} or {negative}")
+    value = d + m / 60.0 + s / 3600.0
+    return -value if ref == negative else value
 
 
 def _altitude(tags: dict) -> float | None:
@@ -91,7 +147,9 @@ def _gimbal(tags: dict) -> dict | None:
                 text = element.text
             if text is not None and name not in found:
                 try:
-                    found[name] = float(text)
+                    value = float(text)
                 except ValueError:
-                    pass
+                    continue
+                if math.isfinite(value):  # "NaN" and "inf" parse, but are not angles
+                    found[name] = value
     return found or None

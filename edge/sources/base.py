@@ -23,6 +23,7 @@ class Frame:
     image: np.ndarray         # frame_bgr uint8 [H, W, 3]
     captured_at: float        # time.time() when it was captured or read
     name: str                 # image stem for image sources, else the zero-padded index
+    media_time_s: float | None = None   # video files: the frame's time in the video (s)
 
 
 class FrameSource(ABC):
@@ -37,6 +38,8 @@ class FrameSource(ABC):
         self.ended = False
         self.dropped = 0          # frames captured but never handed out (live sources only)
         self.skipped = 0          # unreadable inputs passed over (image folders)
+        self.warnings: list[str] = []       # why each one was skipped, one line each
+        self.expected_frames: int | None = None  # what the source announces (None: unknown)
         self.latest_index = -1    # newest frame captured so far (for lag measurement)
         self.warnings: list[str] = []  # inputs passed over, one line each (image folders)
 

@@ -12,6 +12,7 @@ import cv2
 from edge.data.imageio import IMAGE_SUFFIXES, read_image_bgr
 from edge.errors import DataError, SourceError
 from edge.sources.base import Frame, FrameSource, checked_frame
+from edge.untrusted import OpenCvPath
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".h264")
 
@@ -30,6 +31,7 @@ class ImageListSource(FrameSource):
                               f"({', '.join(IMAGE_SUFFIXES)})")
         self.paths, self.describe, self.position = paths, describe, 0
         self.names = unique_frame_names(paths)
+        self.expected_frames = len(paths)
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return list(zip(self.paths, self.names))
@@ -63,11 +65,18 @@ class VideoFileSource(FrameSource):
         if problem:
             raise SourceError(f"source {path}: video file {problem}")
         self.path, self.loop = path, loop
-        self.capture = cv2.VideoCapture(str(path))
+        self._opencv_path = OpenCvPath(path)  # any file name, even one that is not UTF-8
+        self.capture = cv2.VideoCapture(self._opencv_path.path)
         if not self.capture.isOpened():
+            self._opencv_path.close()
             raise SourceError(f"source {path}: not a readable video (corrupt or unsupported codec)")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.count = 0
+        self.in_file = 0          # frames read since the file (re)started: its video time
+        # The header's frame count, so a file that decodes fewer is known to be cut short
+        # (a looping video has no end to count to).
+        announced = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.expected_frames = announced if announced > 0 and not loop else None
 
     def input_files(self) -> list[tuple[Path, str | None]]:
         return [(self.path, None)]
@@ -76,6 +85,7 @@ class VideoFileSource(FrameSource):
         ok, image = self.capture.read()
         if not ok and self.loop and self.count:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.in_file = 0
             ok, image = self.capture.read()
         if not ok or image is None:
             if self.count == 0:
@@ -83,14 +93,17 @@ class VideoFileSource(FrameSource):
                                   "video)")
             self.ended = True
             return None
-        index = self.count
+        index, media_time_s = self.count, self.in_file / self.fps if self.fps > 0 else None
         self.count += 1
+        self.in_file += 1
         self.latest_index = index
-        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}")
+        return Frame(index, checked_frame(image, str(self.path)), time.time(), f"{index:06d}",
+                     media_time_s)
 
     def close(self) -> None:
         super().close()
         self.capture.release()
+        self._opencv_path.close()
 
 
 def unique_frame_names(paths: list[Path]) -> list[str]:
