@@ -65,3 +65,15 @@ def start_logged_run(log: Path, *args: str, lines: int = 10, timeout_s: float = 
     while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < lines):
         time.sleep(0.2)
     return process
+
+
+def output_frame(index: int, image, mask=None, name: str | None = None, **record):
+    """The OutputFrame the loop would hand its sinks for frame `index`: `record` sets fields of
+    its FrameRecord (times and score default to 0), `mask` defaults to nothing marked."""
+    import numpy as np
+    from edge.outputs import FrameRecord, OutputFrame
+
+    name = str(index) if name is None else name
+    mask = np.zeros(image.shape[:2], bool) if mask is None else mask
+    fields = {"captured_at": 0.0, "output_at": 0.0, "score": 0.0, **record}
+    return OutputFrame(index, name, image, mask, FrameRecord(index, name, **fields))

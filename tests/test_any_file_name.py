@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import output_frame
 from edge.batch import BatchRequest, run_batch
 from edge.cli import main
 from edge.config import load_config
@@ -202,15 +203,14 @@ def test_index_and_manifest_are_written_whatever_happens(tmp_path, monkeypatch):
 def test_the_console_serves_a_finding_whose_name_is_not_utf8(monkeypatch):
     import edge.console.live_findings as live_findings
     from edge.console.server import HttpFeedSink
-    from edge.outputs import OutputFrame
 
     monkeypatch.setattr(live_findings, "_WINDOW_S", 0.05)
     monkeypatch.delenv("RUSTSEG_TOKEN", raising=False)
     sink = HttpFeedSink("127.0.0.1", 0, "", 70, 4)
     try:
         image = np.zeros((48, 64, 3), np.uint8)
-        record = {"index": 3, "name": LATIN1 + "<b>", "corroded_fraction": 0.5, "score": 0.9}
-        sink.write(OutputFrame(3, LATIN1, image, np.ones((48, 64), bool), record))
+        sink.write(output_frame(3, image, np.ones((48, 64), bool), name=LATIN1 + "<b>",
+                                corroded_fraction=0.5, score=0.9))
         time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/stats.json", timeout=3) as r:
             stats = json.loads(r.read().decode("ascii"))

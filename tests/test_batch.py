@@ -108,7 +108,7 @@ def test_batch_writes_records_and_index_and_records_the_corrupt_input(archive, t
     assert main(["batch", str(archive["flight_b"]), str(archive["corrupt"]), "--out",
                  str(tmp_path / "cli"), "--workers", "9"]) == 6
     # More workers than inputs and cores are capped, and the CLI says so.
-    assert "rustseg: WARNING: --workers 9: running " in capsys.readouterr().err
+    assert "rustseg: WARNING: --workers 9 capped to " in capsys.readouterr().err
     assert main(["batch", str(archive["flight_b"]), "--out", str(tmp_path / "cli")]) == 0
 
 

@@ -69,7 +69,6 @@ def test_images_sharing_a_name_get_one_output_each(tmp_path):
                                            ("proc", "No such file or directory"),
                                            ("read_only", "Permission denied")])
 def test_a_video_output_that_cannot_be_opened_fails_at_start(tmp_path, where, reason):
-    import os
     if where == "read_only" and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     blocker = tmp_path / "a_file"

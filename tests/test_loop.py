@@ -1,5 +1,6 @@
 """The on-device loop: sources, outputs, the live page and clean shutdown."""
 
+import dataclasses
 import json
 import signal
 import threading
@@ -226,10 +227,16 @@ def test_frame_record_round_trips_through_json_rounded_and_ignores_unknown_keys(
                     "corroded_fraction": 0.12346, "path": "full", "grades": None,
                     "area_by_state": None, "mask": "fresh", "mask_from": None,
                     "evidence_from": None, "carry_reset": None, "ms": {"invoke": 1.235},
-                    "dropped": 0, "lag_frames": 2, "fps": 29.67}
+                    "dropped": 0, "lag_frames": 2, "fps": 29.67, "position": None,
+                    "position_missing": None}
     back = FrameRecord.from_json({**json.loads(json.dumps(line)), "added_later": 1})
     assert back.to_json() == line and back.line() == FrameRecord.from_json(line).line()
     assert back.line().startswith("frame     7 girder: corrosion 0.99 area  12.3% full")
+    # The terminal's line says where the frame was taken, or why that is not known.
+    located = dataclasses.replace(record, position={"lat": 51.5, "lon": -0.12, "age_s": 1.5})
+    assert located.line().endswith("| 51.500000, -0.120000, 1.5 s old")
+    missing = dataclasses.replace(record, position_missing="no fix yet")
+    assert missing.line().endswith("| no position: no fix yet")
 
 
 def test_open_output_with_default_settings_builds_every_kind_or_refuses_in_one_line(tmp_path):

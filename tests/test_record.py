@@ -338,10 +338,10 @@ def test_a_v3_record_carries_states_and_grades_into_report_csv_and_findings(tmp_
     record_run(SMALL_CLIP, layout.root, config)
     frames = layout.read_frames()
     for f in frames:
-        area = f["area_by_state"]
+        area = f.area_by_state
         assert set(area) == {"fair", "poor", "severe"}
-        assert sum(area.values()) == pytest.approx(f["corroded_fraction"], abs=1e-4)
-        assert f["grades"]["astm_d610"] in range(11)
+        assert sum(area.values()) == pytest.approx(f.corroded_fraction, abs=1e-4)
+        assert f.grades["astm_d610"] in range(11)
     findings = layout.read_findings()
     assert findings
     for finding in findings:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, video_frames
+from tests.conftest import ROOT, output_frame, video_frames
 
 from edge.errors import OutputStopped
-from edge.outputs import OutputFrame, VideoFileSink
+from edge.outputs import VideoFileSink
 from edge.record.layout import RecordLayout
 from edge.record.reserve import ReserveGuardedVideo
 
@@ -155,9 +155,9 @@ def test_reserve_guard_with_a_given_free_space_function(tmp_path):
                                 free=lambda _folder: next(free_mb) * _MB)
     image = np.zeros((120, 160, 3), np.uint8)
     for index in range(3):
-        guard.write(OutputFrame(index, f"{index:06d}", image, np.zeros((120, 160), bool)))
+        guard.write(output_frame(index, image, name=f"{index:06d}"))
     with pytest.raises(OutputStopped, match="stopped at frame 3: .* 90 MB, under the reserve"):
-        guard.write(OutputFrame(3, "000003", image, np.zeros((120, 160), bool)))
+        guard.write(output_frame(3, image, name="000003"))
     assert guard.summary()["recorded"] == "part"
     assert guard.summary()["stopped_at_frame"] == 3
     assert video_frames(tmp_path / "v.mp4") == 3

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import output_frame
 from edge.config import load_config
 from edge.data.synthetic import make_scene
 from edge.errors import SinkError
 from edge.measure.frame_code import burn_counter, read_counter
-from edge.outputs import OutputFrame, open_output
+from edge.outputs import open_output
 from edge.outputs.stream import parse_stream_uri
 
 av = pytest.importorskip("av", reason="needs PyAV (the stream extra)")
@@ -96,7 +97,7 @@ def counted_frames(n: int, height: int = 240, width: int = 320) -> list[np.ndarr
 def send(sink, frames: list[np.ndarray], fps: float = _FPS) -> None:
     mask = np.zeros(frames[0].shape[:2], bool)
     for i, image in enumerate(frames):
-        sink.write(OutputFrame(i, f"{i:06d}", image, mask))
+        sink.write(output_frame(i, image, mask, name=f"{i:06d}"))
         time.sleep(1.0 / fps)   # paced like a camera, so the receiver's socket never overflows
 
 
@@ -180,7 +181,7 @@ def test_no_receiver_is_not_an_error_and_every_frame_is_counted(tmp_path, scheme
     frames = counted_frames(20)
     mask = np.zeros(frames[0].shape[:2], bool)
     for i, image in enumerate(frames):
-        sink.write(OutputFrame(i, f"{i:06d}", image, mask))
+        sink.write(output_frame(i, image, mask, name=f"{i:06d}"))
     sink.close()
     assert sink.sent == 20
 
@@ -191,7 +192,7 @@ def test_frames_of_another_size_or_odd_sides_are_fitted(tmp_path):
     sink.start()
     mask = np.zeros((1, 1), bool)
     for i, (h, w) in enumerate([(121, 161), (240, 320), (7, 9)]):
-        sink.write(OutputFrame(i, str(i), np.full((h, w, 3), 90, np.uint8), mask))
+        sink.write(output_frame(i, np.full((h, w, 3), 90, np.uint8), mask))
     sink.close()
     assert sink.size == (160, 120) and sink.sent == 3
 
@@ -202,10 +203,10 @@ def test_an_encoder_failure_names_the_output_and_the_frame(tmp_path):
     sink = open_output(uri, _FPS, stream_settings=stream_settings(tmp_path))
     sink.start()
     good = np.zeros((120, 160, 3), np.uint8)
-    sink.write(OutputFrame(0, "0", good, np.zeros((120, 160), bool)))
+    sink.write(output_frame(0, good))
     broken = np.zeros((120, 160), np.float32)   # not a BGR picture: the encoder refuses it
     with pytest.raises(SinkError) as failure:
-        sink.write(OutputFrame(7, "7", broken, np.zeros((120, 160), bool)))
+        sink.write(output_frame(7, broken))
     sink.close()
     message = str(failure.value)
     assert uri in message and "frame 7" in message and "\n" not in message
@@ -290,7 +291,7 @@ def test_each_frame_leaves_at_once(tmp_path, scheme):
             return received
     try:
         for i, image in enumerate(frames):
-            sink.write(OutputFrame(i, str(i), image, mask))
+            sink.write(output_frame(i, image, mask))
         before_close = drain()
         sink.close()
         after_close = drain()

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from conftest import output_frame
 from edge.config import load_config
 from edge.data.synthetic import make_scene
 from edge.errors import ConfigError, DataError
@@ -174,11 +175,11 @@ def test_video_longer_than_its_srt_gets_positions_only_where_cues_are(tmp_path):
     frames = layout.read_frames()
     assert len(frames) == 30
     for f in frames[:20]:
-        assert f["position"]["lat"] == pytest.approx(frame_lat(f["index"]), abs=1e-9)
-        assert f["position"]["lon"] == pytest.approx(_LON0, abs=1e-9)
-        assert f["position"]["rel_alt"] == 30.5 and f["position"]["source"] == "srt"
+        assert f.position["lat"] == pytest.approx(frame_lat(f.index), abs=1e-9)
+        assert f.position["lon"] == pytest.approx(_LON0, abs=1e-9)
+        assert f.position["rel_alt"] == 30.5 and f.position["source"] == "srt"
     for f in frames[20:]:
-        assert f["position"] is None and "after the last SRT cue" in f["position_missing"]
+        assert f.position is None and "after the last SRT cue" in f.position_missing
 
     findings = layout.read_findings()
     located = [f for f in findings if f["position"]]
@@ -245,7 +246,7 @@ def test_batch_reads_the_sidecar_and_fingerprints_it(tmp_path):
     assert result.returncode == 0, result.stderr
     record = next((out / "records").glob("DJI_0004*/"))
     frames = RecordLayout(record).read_frames()
-    assert all(f["position"]["lat"] == pytest.approx(frame_lat(f["index"]), abs=1e-9)
+    assert all(f.position["lat"] == pytest.approx(frame_lat(f.index), abs=1e-9)
                for f in frames)
     manifest = json.loads((out / "manifest.json").read_text())
     printed = [p["path"] for entry in manifest["inputs"].values() for p in entry["files"]]
@@ -372,7 +373,7 @@ def test_rustseg_run_logs_live_positions_and_their_loss(tmp_path):
             time.sleep(0.2)
         autopilot.sending.clear()
         while time.time() < deadline and _logged(log, lambda r: "stale" in
-                                                  r.get("position_missing", "")) < 5:
+                                                  (r["position_missing"] or "")) < 5:
             time.sleep(0.2)
     finally:
         process.terminate()
@@ -380,7 +381,7 @@ def test_rustseg_run_logs_live_positions_and_their_loss(tmp_path):
         autopilot.stop()
     records = [json.loads(line) for line in log.read_text().splitlines()]
     fresh = [r for r in records if r["position"]]
-    stale = [r for r in records if "stale" in r.get("position_missing", "")]
+    stale = [r for r in records if "stale" in (r["position_missing"] or "")]
     assert len(fresh) >= 5 and len(stale) >= 5, stderr
     assert all(r["position"]["age_s"] <= 0.5 for r in fresh)
     assert all(r["position"]["lat"] == pytest.approx(_LAT0, abs=1e-3) for r in fresh)
@@ -402,18 +403,14 @@ def test_the_live_page_shows_the_position_and_its_age():
 
     from edge.console.page import render_page, static_file
     from edge.console.server import HttpFeedSink
-    from edge.outputs import OutputFrame
     sink = HttpFeedSink("127.0.0.1", 0, "", 75, 2)
     try:
         position = {"lat": _LAT0, "lon": _LON0, "alt": 82.25, "rel_alt": 30.5, "gimbal": None,
                     "attitude": None, "source": "mavlink", "age_s": 0.21}
         image = np.zeros((120, 160, 3), np.uint8)
-        sink.write(OutputFrame(0, "0", image, np.zeros((120, 160), bool),
-                               {"index": 0, "position": position}))
+        sink.write(output_frame(0, image, position=position))
         assert sink.stats()["frame"]["position"]["age_s"] == 0.21
-        sink.write(OutputFrame(1, "1", image, np.zeros((120, 160), bool),
-                               {"index": 1, "position": None,
-                                "position_missing": "MAVLink position stale"}))
+        sink.write(output_frame(1, image, position_missing="MAVLink position stale"))
         assert sink.stats()["frame"]["position_missing"] == "MAVLink position stale"
     finally:
         sink.close()

@@ -11,7 +11,6 @@ ends, an error in the driver included. See README "Batch processing".
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import os

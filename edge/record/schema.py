@@ -53,9 +53,12 @@ SUMMARY = {
     },
 }
 
+# A line of frames.jsonl: edge/outputs/frame_record.py `FrameRecord.to_json()`, read back with
+# `FrameRecord.from_json` (every field it has no default for is required here).
 FRAME = {
     "type": "object",
-    "required": ["index", "captured_at", "output_at", "score", "corroded_fraction", "path"],
+    "required": ["index", "name", "captured_at", "output_at", "score", "corroded_fraction",
+                 "path"],
     "properties": {
         "index": _COUNT, "name": _STRING, "captured_at": _NUMBER, "output_at": _NUMBER,
         "score": _NUMBER, "corroded_fraction": {"type": "number", "minimum": 0, "maximum": 1},
