@@ -39,7 +39,7 @@ from benchmarks.common import RESULTS, ROOT, save  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.data.synthetic import make_scene  # noqa: E402
 from edge.measure.frame_code import burn_counter, read_counter  # noqa: E402
-from edge.outputs import OutputFrame, open_output  # noqa: E402
+from edge.outputs import FrameRecord, OutputFrame, open_output  # noqa: E402
 
 FPS = 15.0
 SIZES = ((640, 480), (1280, 720))
@@ -84,6 +84,12 @@ class ByteCounter(threading.Thread):
         self.sock.close()
 
 
+def output_frame(i: int, image: np.ndarray, mask: np.ndarray) -> OutputFrame:
+    """Frame `i` as the loop hands it to a sink (the streams read only the overlay)."""
+    now = time.time()
+    return OutputFrame(i, str(i), image, mask, FrameRecord(i, str(i), now, now, 0.0))
+
+
 def stream_settings(tmp: Path):
     return dataclasses.replace(load_config().stream, sdp_file=str(tmp / "bench.sdp"))
 
@@ -110,7 +116,7 @@ def encode_figures(frames: list[np.ndarray], tmp: Path, quality: int) -> dict:
 
     def h264(kind: str):
         def write(i: int, image: np.ndarray) -> None:
-            sinks[kind].write(OutputFrame(i, str(i), image, mask))
+            sinks[kind].write(output_frame(i, image, mask))
         return write
     mask = np.zeros(frames[0].shape[:2], bool)
     encoders = {"mjpeg": mjpeg, "h264_rtp": h264("h264_rtp"), "h264_mpegts": h264("h264_mpegts")}
@@ -244,7 +250,7 @@ def lag_figures(kind: str, frames: list[np.ndarray], tmp: Path) -> dict:
     for i, image in enumerate(frames):
         time.sleep(max(0.0, started + i / FPS - time.perf_counter()))  # a 15 FPS loop
         sent[i] = time.perf_counter()
-        sink.write(OutputFrame(i, str(i), image, mask, {"index": i}))
+        sink.write(output_frame(i, image, mask))
     time.sleep(1.0)
     receiver.stop.set()
     sink.close()
@@ -270,7 +276,7 @@ def bytes_held_back(scheme: str, frames: list[np.ndarray], tmp: Path) -> int:
     sink.start()
     mask = np.zeros(frames[0].shape[:2], bool)
     for i, image in enumerate(frames):
-        sink.write(OutputFrame(i, str(i), image, mask))
+        sink.write(output_frame(i, image, mask))
         time.sleep(1.0 / FPS)
     time.sleep(0.3)
     before = counter.bytes
