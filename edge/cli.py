@@ -28,7 +28,7 @@ from edge.errors import ConfigError, MissingDependencyError, RustsegError
 from edge.method.choices import QUANT_MODES, RUNTIME_CHOICES
 from edge.stop_reason import StopReason, StopRequest
 from edge.untrusted import printable
-from edge.uris import OUTPUT_FORMS, SOURCE_FORMS, forms_list
+from edge.uris import OUTPUT_FORMS, SOURCE_FORMS, TELEMETRY_FORMS, forms_list
 from edge.writable import check_option_writable
 
 _EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -184,8 +184,8 @@ def build_parser(defaults: Config | None) -> argparse.ArgumentParser:
             option(p, "--loop", "loop.loop_video", metavar="true|false")
             option(p, "--record-root", "record.root", metavar="DIR")
             p.add_argument("--telemetry", metavar="URI", help="live MAVLink positions: "
-                           "udpin:0.0.0.0:14550, tcp:HOST:PORT or a serial device "
-                           "(/dev/ttyUSB0); a video's DJI .SRT sidecar is read without it")
+                           f"{forms_list(TELEMETRY_FORMS)}; a video's DJI .SRT sidecar is read "
+                           "without it")
         else:
             option(p, "--source", "demo.source", metavar="URI")
             option(p, "--out-dir", "demo.out_dir", metavar="DIR")

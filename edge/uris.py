@@ -1,7 +1,9 @@
-"""The URI forms of sources and outputs, written once. A leaf: it imports no edge module.
+"""The URI forms of sources, outputs and telemetry, written once. A leaf: it imports no edge
+module.
 
-The openers (edge/sources, edge/outputs) name them in their one-line errors and the CLI builds
-`--source` and `--output` help from them, so the three never disagree.
+The openers (edge/sources, edge/outputs, edge/sources/telemetry) name them in their one-line
+errors and the CLI builds `--source`, `--output` and `--telemetry` help from them, so the help
+and the errors never disagree.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ OUTPUT_FORMS = (
     ("http://HOST:PORT", "the inspector's live page (MJPEG)"),
     ("rtp://HOST:5600", "H.264 over RTP/UDP for QGroundControl or VLC (writes an SDP file)"),
     ("udp://HOST:5600", "H.264 in MPEG-TS over UDP (VLC, ffplay, QGroundControl)"),
+)
+
+# --telemetry: live MAVLink (pymavlink's connection strings; udpout, udp, udpbcast and tcpin
+# are taken too).
+TELEMETRY_FORMS = (
+    ("udpin:0.0.0.0:14550", "listen for the autopilot (or mavlink-router) on UDP"),
+    ("tcp:HOST:PORT", "connect to a MAVLink TCP server"),
+    ("/dev/ttyUSB0", "a serial device, at telemetry.baud"),
 )
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 
 from edge.errors import ConfigError, MissingDependencyError, SourceError
+from edge.uris import TELEMETRY_FORMS, forms_list
 
 _log = logging.getLogger(__name__)
 _NETWORK_KINDS = ("udpin", "udpout", "udp", "udpbcast", "tcp", "tcpin")
@@ -29,7 +30,7 @@ _MESSAGES = ["GLOBAL_POSITION_INT", "ATTITUDE"]
 
 def check_telemetry_uri(uri: str) -> str:
     """`udpin:HOST:PORT` (and pymavlink's other network kinds) or a serial device path;
-    SourceError (one line) otherwise."""
+    ConfigError (one line) otherwise."""
     uri = uri.strip()
     kind, _, rest = uri.partition(":")
     if kind in _NETWORK_KINDS:
@@ -38,8 +39,7 @@ def check_telemetry_uri(uri: str) -> str:
             return uri
     elif _SERIAL.match(uri):
         return uri
-    raise ConfigError(f"--telemetry {uri!r}: expected udpin:HOST:PORT (e.g. udpin:0.0.0.0:14550),"
-                      " tcp:HOST:PORT or a serial device such as /dev/ttyUSB0")
+    raise ConfigError(f"--telemetry {uri!r}: expected {forms_list(TELEMETRY_FORMS)}")
 
 
 def _mavutil():
