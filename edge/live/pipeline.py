@@ -266,7 +266,7 @@ class Pipeline:
                 "captured_at": round(frame.captured_at, 4), "output_at": round(time.time(), 4),
                 "score": round(result.score, 5), "valid": result.valid,
                 "corroded_fraction": round(result.corroded_fraction, 5), "path": result.path,
-                **state_fields(result.corroded_fraction, result.area_by_state),
+                **state_fields(result.rusted_percent, result.grades_over, result.area_by_state),
                 **mask_origin(frame.index, result),
                 "ms": {k: round(v, 3) for k, v in times.ms.items()},
                 "dropped": self._dropped(),

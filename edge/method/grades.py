@@ -17,10 +17,19 @@ from __future__ import annotations
 import bisect
 import math
 
+import cv2
 import numpy as np
 
 GRADE_CAVEAT = ("rust grades are of the rusted share of the whole frame, which may hold more "
                 "than coated steel: an indication, not an ASTM D610 / ISO 4628-3 rating")
+SURFACE_GRADE_NOTE = ("rust grades are of the rusted share of the coated surface outlined in the "
+                      "config (grades.surface), for a fixed camera; the outline is the user's, "
+                      "and the mask is the model's")
+
+
+def grade_caveat(over: str) -> str:
+    """What a grade was read over, said where it is shown: 'surface' or 'frame'."""
+    return SURFACE_GRADE_NOTE if over == "surface" else GRADE_CAVEAT
 
 # (grade, upper bound of percent rusted, inclusive); above the last bound: grade 0.
 ASTM_D610_UPPER_PERCENT = ((10, 0.01), (9, 0.03), (8, 0.1), (7, 0.3), (6, 1.0), (5, 3.0),
@@ -62,15 +71,30 @@ def surface_share(mask: np.ndarray, surface: np.ndarray | None) -> float:
     return 100.0 * float(np.count_nonzero(mask & surface)) / area if area else 0.0
 
 
+def surface_mask(points: tuple[tuple[float, float], ...], frame_hw: tuple[int, int]
+                 ) -> np.ndarray | None:
+    """bool [H, W] inside the polygon of `points` (fractions of the frame's width, height);
+    None for no points (the whole frame)."""
+    if not points:
+        return None
+    height, width = frame_hw
+    corners = np.array([[round(x * (width - 1)), round(y * (height - 1))] for x, y in points],
+                       np.int32)
+    mask = np.zeros(frame_hw, np.uint8)
+    cv2.fillPoly(mask, [corners], 1)
+    return mask.astype(bool)
+
+
 def _check_percent(percent: float) -> None:
     if not (0.0 <= percent <= 100.0):  # also refuses NaN
         raise ValueError(f"percent rusted {percent!r}: expected a number from 0 to 100")
 
 
-def state_fields(corroded_fraction: float, area_by_state: dict[str, float] | None) -> dict:
-    """The per-frame record's condition fields: the rust grades of the corroded share (always)
-    and the share of the frame in each state (v3 models only)."""
-    fields = {"grades": grades(100.0 * corroded_fraction)}
+def state_fields(rusted_percent: float, over: str, area_by_state: dict[str, float] | None
+                 ) -> dict:
+    """The per-frame record's condition fields: the rust grades of the rusted share of the
+    surface or frame (`over`, always) and the share of the frame in each state (v3 only)."""
+    fields = {"grades": {**grades(rusted_percent), "over": over}}
     if area_by_state is not None:
         fields["area_by_state"] = {name: round(share, 5) for name, share in area_by_state.items()}
     return fields
