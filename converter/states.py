@@ -36,8 +36,10 @@ import numpy as np
 import tensorflow as tf
 
 from converter.model import LOGIT_LAYER
+from converter.teacher import IGNORE
 from converter.student import (FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, FeatureBatches,
                                frozen_features, head_logits)
+from edge.config import CrfSettings
 from edge.data.imageio import read_state_mask
 from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
@@ -61,6 +63,8 @@ class StateTraining:
     positive_weight: tuple[float, ...] = (1.0, 1.5, 3.0)  # per state: rarer states weigh more
     check_fraction: float = 0.2      # of the tune photos, kept out of training to set thresholds
     seed: int = 1
+    teacher: bool = True             # round two: a student on the states teacher's pixel labels
+    dense_weight: float = 1.0        # round two: weight of the teacher's per-cell loss vs. tags
     notes: dict = field(default_factory=dict)
 
 
@@ -150,9 +154,13 @@ def stacked_targets(states: np.ndarray, settings: StateTraining, grid_cells: int
     return np.concatenate(parts, axis=-1)
 
 
-def tile_mil_loss(settings: StateTraining):
+def tile_mil_loss(settings: StateTraining, dense: bool = False):
     """The loss: for each tile size and state, BCE between the tile's tag and the mean of its
-    top-k cells' P(>= s), positives weighted per state; averaged over tiles and sizes."""
+    top-k cells' P(>= s), positives weighted per state; averaged over tiles and sizes.
+
+    With `dense`, the targets also carry the states teacher's per-cell P(>= s) and the cell's
+    weight (its share of pixels the teacher was sure of) on their last 4 channels, and a
+    weighted per-cell BCE against them is added, times settings.dense_weight."""
     weights = tf.constant(settings.positive_weight, tf.float32)
     sizes = settings.tile_cells
     levels = len(STATE_NAMES)
@@ -172,12 +180,34 @@ def tile_mil_loss(settings: StateTraining):
             tag = targets[:, ::cells, ::cells, index * levels:(index + 1) * levels]
             bce = -(tag * weights * tf.math.log(pooled) + (1 - tag) * tf.math.log(1 - pooled))
             total += tf.reduce_mean(bce)
-        return total / len(sizes)
+        total = total / len(sizes)
+        if dense:
+            start = len(sizes) * levels
+            target, cell_weight = targets[..., start:start + levels], targets[..., -1:]
+            p = tf.clip_by_value(probability, 1e-6, 1 - 1e-6)
+            bce = -(target * weights * tf.math.log(p) + (1 - target) * tf.math.log(1 - p))
+            total += settings.dense_weight * (tf.reduce_sum(bce * cell_weight) / tf.maximum(
+                tf.reduce_sum(cell_weight) * levels, 1.0))
+        return total
 
     return loss
 
 
 # --- data ------------------------------------------------------------------------------
+
+
+def view_boxes(height: int, width: int, crops: int) -> list[tuple[int, int, int, int]]:
+    """(y0, x0, y1, x1) of the whole photo and `crops` half-size crops (4 corners + centre):
+    the close-range views each tune photo adds to training."""
+    hh, hw = height // 2, width // 2
+    corners = [(0, 0), (0, hw), (hh, 0), (hh, hw), (hh // 2, hw // 2)][:crops]
+    return [(0, 0, height, width)] + [(y, x, y + hh, x + hw) for y, x in corners]
+
+
+def views_of(picture: np.ndarray, crops: int, side: int, interpolation: int) -> list[np.ndarray]:
+    """The picture cut into view_boxes and each resized to side x side."""
+    return [cv2.resize(picture[y0:y1, x0:x1], (side, side), interpolation=interpolation)
+            for y0, x0, y1, x1 in view_boxes(*picture.shape[:2], crops)]
 
 
 def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,33 +216,28 @@ def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndar
     images, states = [], []
     for pair in pairs:
         image = cv2.cvtColor(cv2.imread(str(pair.image), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        state = read_state_mask(pair.mask)
-        h, w = state.shape
-        boxes = [(0, 0, h, w)]
-        hh, hw = h // 2, w // 2
-        corners = [(0, 0), (0, hw), (hh, 0), (hh, hw), (hh // 2, hw // 2)][:crops]
-        boxes += [(y, x, y + hh, x + hw) for y, x in corners]
-        for y0, x0, y1, x1 in boxes:
-            images.append(cv2.resize(image[y0:y1, x0:x1], (side, side),
-                                     interpolation=cv2.INTER_AREA))
-            states.append(cv2.resize(state[y0:y1, x0:x1], (side, side),
-                                     interpolation=cv2.INTER_NEAREST))
+        images += views_of(image, crops, side, cv2.INTER_AREA)
+        states += views_of(read_state_mask(pair.mask), crops, side, cv2.INTER_NEAREST)
     return np.stack(images), np.stack(states)
 
 
 def train_state_head(maps: list[np.ndarray], states: np.ndarray, settings: StateTraining,
-                     log=sys.stdout) -> keras.Model:
-    """Fit the state head on frozen features (and their mirrors) against tile tags only."""
+                     log=sys.stdout, dense: np.ndarray | None = None) -> keras.Model:
+    """Fit the state head on frozen features (and their mirrors) against tile tags, and with
+    `dense` (the states teacher's per-cell targets and weights [N, g, g, 4]) against those too."""
     keras.utils.set_random_seed(settings.seed)
     grid = maps[0].shape[1]
     maps = [np.concatenate([m, m[:, :, ::-1]]) for m in maps]
     states = np.concatenate([states, states[:, :, ::-1]])
     targets = stacked_targets(states, settings, grid)
+    if dense is not None:
+        targets = np.concatenate([targets, np.concatenate([dense, dense[:, :, ::-1]])], axis=-1)
     head = state_head_model([m.shape[1:] for m in maps])
     batches = FeatureBatches(maps, targets, settings.batch_size, settings.seed)
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate,
                                                       settings.epochs * len(batches))
-    head.compile(optimizer=keras.optimizers.Adam(schedule), loss=tile_mil_loss(settings))
+    head.compile(optimizer=keras.optimizers.Adam(schedule),
+                 loss=tile_mil_loss(settings, dense=dense is not None))
 
     class _Log(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -288,6 +313,30 @@ class StatesRequest:
     out: str            # output stem: NAME.keras, NAME.metrics.json, NAME.states.log
     holdout_fraction: float = 0.25
     input_size: int = 320   # the export size, so `state` learns its stride-8 grid there
+    crf: CrfSettings | None = None   # the states teacher's CRF (config teacher.crf); None: no
+                                     # teacher round, tags only
+
+
+def teacher_targets(combined: keras.Model, fit_pairs, measured: dict, settings: StateTraining,
+                    request: StatesRequest, log) -> np.ndarray:
+    """Round two's per-cell targets for every fit sample (the photos and their crops, in the
+    order of photos_and_states): the states teacher's pixel labels, made with round one's
+    head and thresholds (converter/state_teacher.py)."""
+    from converter.state_teacher import TeacherSettings, dense_targets, teach
+
+    teacher = TeacherSettings()
+    grid_cells = request.input_size // SEG_STRIDE
+    labels = teach(combined, fit_pairs, request.input_size,
+                   StateThresholds(*measured["thresholds"]),
+                   tuple(cells / grid_cells for cells in settings.tile_cells),
+                   settings.min_share, teacher, request.crf)
+    views = np.stack([view for label in labels for view in views_of(
+        label, settings.crops_per_photo, request.input_size, cv2.INTER_NEAREST)])
+    known = views != IGNORE
+    print(json.dumps({"teacher": asdict(teacher), "ignored_share": round(1 - known.mean(), 4),
+                      "label_shares": [round(float(np.mean(views[known] == level)), 4)
+                                       for level in range(4)]}), file=log, flush=True)
+    return dense_targets(views, grid_cells)
 
 
 def prepare(pairs, model: keras.Model, side: int, crops: int):
@@ -296,10 +345,11 @@ def prepare(pairs, model: keras.Model, side: int, crops: int):
 
 
 def fit_and_measure(model: keras.Model, fit, check, settings: StateTraining, side: int,
-                    log=sys.stdout) -> tuple[keras.Model, dict]:
-    """Train the head on `fit` = (images, states, maps), set thresholds on `check`, and
-    measure there. Returns (model with states, measurements)."""
-    head = train_state_head(fit[2], fit[1], settings, log)
+                    log=sys.stdout, dense: np.ndarray | None = None
+                    ) -> tuple[keras.Model, dict]:
+    """Train the head on `fit` = (images, states, maps) (and the teacher's `dense` targets),
+    set thresholds on `check`, and measure there. Returns (model with states, measurements)."""
+    head = train_state_head(fit[2], fit[1], settings, log, dense)
     combined = attach_states(model, head)
     seg, cumulative = predict_maps(combined, check[0])
     corroded = upsample(seg, side) >= 0.5
@@ -338,8 +388,20 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
     out = Path(request.out)
     out = out.with_suffix("") if out.suffix == ".keras" else out
     out.parent.mkdir(parents=True, exist_ok=True)
+    rounds = {}
     with open(out.with_suffix(".states.log"), "w") as log:
+        print(json.dumps({"round": "tags"}), file=log, flush=True)
         combined, measured = fit_and_measure(model, fit, check, settings, side, log)
+        rounds["tags"] = measured
+        if settings.teacher and request.crf is not None:
+            dense = teacher_targets(combined, fit_pairs, measured, settings, request, log)
+            print(json.dumps({"round": "teacher"}), file=log, flush=True)
+            student, student_measured = fit_and_measure(model, fit, check, settings, side,
+                                                        log, dense)
+            rounds["teacher"] = student_measured
+            # The round that shipped is chosen on the check photos (never the holdout split).
+            if student_measured["mean_state_iou"] > measured["mean_state_iou"]:
+                combined, measured = student, student_measured
     combined.save(out.with_suffix(".keras"))
     metrics = sidecar(request.model, ".metrics.json")
     metrics["states"] = {
@@ -356,6 +418,8 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
         "thresholds": {"poor": measured["thresholds"][0], "severe": measured["thresholds"][1]},
         "thresholds_from": "best mean per-state IoU on the check part of the tune photos "
                            "(never the holdout split)",
-        "check_measurements": measured, "training": as_dict(settings)}
+        "check_measurements": measured, "training": as_dict(settings),
+        "rounds": rounds,
+        "chosen_round": next(name for name, m in rounds.items() if m is measured)}
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -28,12 +28,14 @@ _INSTALLED_SHARE = Path(sys.prefix) / "share" / "rustseg"
 
 
 def spec(help: str, *, range: tuple[float, float] | None = None,
-         choices: Iterable[Any] | Callable[[], Iterable[Any]] | None = None) -> Any:
+         choices: Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
+         parse: Callable[[str, Any], Any] | None = None) -> Any:
     """A dataclass field with no default (defaults live in config.yaml) and validation metadata.
 
-    `range` is inclusive; `choices` may be a callable so a registry can supply it lazily.
+    `range` is inclusive; `choices` may be a callable so a registry can supply it lazily;
+    `parse(key, value)` checks a value with a syntax of its own and raises ConfigError.
     """
-    return field(metadata={"help": help, "range": range, "choices": choices})
+    return field(metadata={"help": help, "range": range, "choices": choices, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,46 @@ class StillsConfig:
                           range=(0, 5))
 
 
+def parse_surface(key: str, text: str) -> tuple[tuple[float, float], ...]:
+    """'x,y x,y x,y ...' (fractions of the frame's width and height, at least three points
+    enclosing some area) -> the points; '' -> () (no surface: the whole frame)."""
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"config key {key} = {text!r} {why}; expected at least three x,y "
+                           "points in fractions of the frame, e.g. '0.1,0.2 0.9,0.2 0.5,0.9'")
+
+    if not text.strip():
+        return ()
+    points = []
+    for pair in text.split():
+        parts = pair.split(",")
+        try:
+            x, y = (float(v) for v in parts)
+        except ValueError:
+            raise refuse(f"has {pair!r}, not a number pair x,y") from None
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):  # also refuses NaN
+            raise refuse(f"has {pair!r} outside 0..1")
+        points.append((x, y))
+    if len(points) < 3:
+        raise refuse(f"has {len(points)} point{'s' if len(points) != 1 else ''}")
+    doubled_area = sum(x0 * y1 - x1 * y0
+                       for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1]))
+    if abs(doubled_area) < 1e-6:
+        raise refuse("encloses no area")
+    return tuple(points)
+
+
+@dataclass(frozen=True)
+class GradesConfig:
+    surface: str = spec("the coated steel's outline in a fixed camera's view, as x,y points in "
+                        "fractions of the frame ('0.1,0.2 0.9,0.2 0.9,0.8'): rust grades are "
+                        "then of the rusted share of that surface; '' = the whole frame (an "
+                        "indication only)", parse=parse_surface)
+
+    @property
+    def surface_points(self) -> tuple[tuple[float, float], ...]:
+        return parse_surface("grades.surface", self.surface)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     source: str = spec("source URI of `rustseg demo`")
@@ -362,6 +404,7 @@ class Config:
     record: RecordConfig
     service: ServiceConfig
     stills: StillsConfig
+    grades: GradesConfig
     demo: DemoConfig
 
     def replace(self, overrides: Mapping[str, Any]) -> "Config":
@@ -560,6 +603,8 @@ def _check_value(key: str, value: Any, expected: Any, meta: Mapping) -> Any:
             if not lo <= item <= hi:
                 raise ConfigError(f"config key {key} = {_show(value)} is out of range; "
                                   f"expected {lo} to {hi}")
+    if meta.get("parse") is not None:
+        meta["parse"](key, value)
     choices = meta.get("choices")
     if choices is not None:
         allowed = tuple(choices() if callable(choices) else choices)

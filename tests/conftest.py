@@ -32,6 +32,33 @@ def has_tensorflow() -> bool:
 needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="needs the train extra (TensorFlow)")
 
 
+TINY_SIZE = 96     # input side of the tiny models: seg is 12x12, cam (out_relu) 3x3
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A random classifier exported twice: without (v1) and with (v2) a random seg head."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from converter.export import ExportRequest, export
+    from converter.model import build_classifier
+    from converter.student import attach_head
+
+    keras.utils.set_random_seed(5)
+    folder = tmp_path_factory.mktemp("v2")
+    classifier = build_classifier(TINY_SIZE, 0.35, None, 0.0)
+    classifier.save(folder / "v1.keras")
+    attach_head(classifier).save(folder / "v2.keras")
+    paths = {}
+    for name in ("v1", "v2"):
+        paths[name] = folder / f"{name}.tflite"
+        export(ExportRequest(str(folder / f"{name}.keras"), str(paths[name]), "float32",
+                             "out_relu", TINY_SIZE, verify_images=0))
+    paths["keras_v2"] = folder / "v2.keras"
+    return paths
+
+
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from conftest import needs_tf
 from edge.config import load_config
 from edge.data.synthetic import make_scene
 from edge.errors import ConfigError, MissingDependencyError
@@ -356,3 +357,46 @@ def test_a_v3_record_carries_states_and_grades_into_report_csv_and_findings(tmp_
     text = layout.report_html.read_text()
     assert "Condition states over the flight" in text and "Severe (CS4)" in text
     assert GRADE_CAVEAT in text
+
+
+@needs_tf
+def test_a_v2_record_gives_report_csv_and_geojson_with_grades_and_no_states(tmp_path,
+                                                                             tiny_models):
+    """A model without condition states (contract v2) still records, reports and exports:
+    grades in every frame and finding, empty state columns, no table of states."""
+    import csv
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in (1, 2, 3):
+        _write_geotagged(photos / f"p{seed}.jpg", seed, 45.0 + seed / 100, 7.0, 30.0)
+    layout = RecordLayout(tmp_path / "rec")
+    # A random head: its seg hovers around 0.5, so the path that thresholds seg (none) marks
+    # part of every photo once the gate lets every frame through.
+    config = _config(**{"model.path": str(tiny_models["v2"]), "record.finding_min_area": 0.0,
+                        "refine.mode": "none", "gate.score_floor": 0.0,
+                        "gate.seg_min_area": 0.0})
+    record_run(str(photos), layout.root, config)
+
+    frames = layout.read_frames()
+    assert len(frames) == 3
+    for f in frames:
+        assert f.area_by_state is None
+        assert f.grades["over"] == "frame"
+        assert f.grades["rusted_percent"] == pytest.approx(100 * f.corroded_fraction, abs=1e-3)
+    findings = layout.read_findings()
+    assert findings, "the gate is open to everything here, so every photo is a finding"
+    assert all(f["worst_state"] is None and f["grades"] for f in findings)
+    result = write_report(layout.root)
+    assert result.positions == len(findings)
+    rows = list(csv.DictReader(layout.findings_csv.open()))
+    assert len(rows) == len(findings)
+    for row in rows:
+        assert row["astm_d610"] and row["iso_4628_3"].startswith("Ri ")
+        assert row["worst_state"] == row["fair_fraction"] == row["severe_fraction"] == ""
+    features = json.loads(layout.findings_geojson.read_text())["features"]
+    assert features and all(feature["properties"]["worst_state"] is None
+                            and feature["properties"]["astm_d610"] is not None
+                            for feature in features if feature["geometry"]["type"] == "Point")
+    text = layout.report_html.read_text()
+    assert "Condition states over the flight" not in text and "ASTM D610" in text

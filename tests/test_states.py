@@ -156,15 +156,18 @@ def test_a_v3_frame_result_carries_states_inside_its_mask(random_v3):
     assert set(result.area_by_state) == {"fair", "poor", "severe"}
 
 
-def test_v2_models_still_run_without_states():
+@needs_tf
+def test_v2_models_still_run_without_states(tiny_models):
     from edge.config import load_config
     from edge.method.segment import build_segmenter
 
-    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    if card.get("contract", 1) >= 3:
-        pytest.skip("the shipped model is v3; the v1/v2 case is covered by test_student's "
-                    "tiny models")
-    result = build_segmenter(load_config(None)).segment(make_state_scene(96, 128, seed=1)[0])
+    config = load_config(overrides={"model.path": str(tiny_models["v2"]),
+                                    "refine.mode": "none", "gate.score_floor": 0.0,
+                                    "gate.seg_min_area": 0.0})
+    segmenter = build_segmenter(config)
+    assert segmenter.model.contract == 2 and segmenter.state_thresholds is None
+    result = segmenter.segment(make_state_scene(96, 128, seed=1)[0])
+    assert result.mask.any()           # a random head marks part of it: states would show
     assert result.state is None and result.area_by_state is None
 
 
@@ -205,3 +208,59 @@ def test_a_state_head_learnt_from_tile_tags_maps_light_and_heavy_rust(tmp_path):
     for level in (1, 2, 3):   # each painted state is mostly read as itself
         counts = np.bincount(predicted[truth == level], minlength=4)
         assert counts.argmax() == level, (level, counts)
+
+
+# --- the states teacher (converter/state_teacher.py) ----------------------------------------
+
+@needs_tf
+def test_the_teacher_calibrates_each_state_to_even_odds_at_its_threshold():
+    from converter.state_teacher import calibrated, state_priors
+
+    assert calibrated(np.float32(0.15), 0.15, 2.0) == pytest.approx(0.5)
+    assert calibrated(np.float32(0.3), 0.15, 2.0) > 0.75 > 0.25 > calibrated(np.float32(0.07),
+                                                                             0.15, 2.0)
+    fused = np.random.default_rng(0).random((8, 8, 4)).astype(np.float32)
+    fused[..., 1:] = np.sort(fused[..., 1:], axis=-1)[..., ::-1]      # ordered, as the head is
+    priors = state_priors(fused, StateThresholds(0.15, 0.2), 2.0)
+    assert priors.shape == (4, 8, 8) and (priors >= 0).all()
+    np.testing.assert_allclose(priors.sum(axis=0), 1.0, atol=1e-6)
+    np.testing.assert_allclose(priors[0], 1 - fused[..., 0], atol=1e-6)   # seg says where
+
+
+@needs_tf
+def test_no_teacher_label_is_worse_than_a_tag_of_its_tiles():
+    from converter.state_teacher import TeacherSettings, pseudo_states, tag_ceiling
+    from converter.teacher import IGNORE
+    from edge.config import load_config
+
+    truth = np.zeros((64, 64), np.uint8)
+    truth[:32, :32] = 3                       # a Severe quarter
+    truth[32:, 32:] = 1                       # a Fair quarter
+    ceiling = tag_ceiling(truth, (1.0, 0.5), min_share=0.05)
+    assert ceiling[:32, :32].min() == 3 and ceiling[40, 40] == 1 and ceiling[40, 10] == 0
+    # A teacher map that calls everything Severe: the tags pull each quarter back down.
+    fused = np.ones((16, 16, 4), np.float32)
+    image = np.full((64, 64, 3), 128, np.uint8)
+    label = pseudo_states(image, fused, ceiling, StateThresholds(0.5, 0.5), TeacherSettings(),
+                          load_config(None).teacher.crf)
+    known = label != IGNORE
+    assert known.mean() > 0.9
+    assert (label[known] <= ceiling[known]).all()
+    assert (label[:32, :32][known[:32, :32]] == 3).all()
+
+
+@needs_tf
+def test_dense_targets_are_shares_of_known_pixels_at_or_above_each_state():
+    from converter.state_teacher import dense_targets
+    from converter.teacher import IGNORE
+
+    labels = np.zeros((1, 16, 16), np.uint8)
+    labels[0, :8, :8] = 2                     # one cell Poor
+    labels[0, :8, 8:] = IGNORE                # one cell unknown
+    labels[0, 8:, :8] = 3                     # one cell Severe
+    targets = dense_targets(labels, 2)
+    assert targets.shape == (1, 2, 2, 4)
+    np.testing.assert_allclose(targets[0, 0, 0], [1, 1, 0, 1])
+    assert targets[0, 0, 1, 3] == 0           # an unknown cell weighs nothing
+    np.testing.assert_allclose(targets[0, 1, 0], [1, 1, 1, 1])
+    np.testing.assert_allclose(targets[0, 1, 1], [0, 0, 0, 1])

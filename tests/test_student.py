@@ -15,36 +15,12 @@ from edge.method.profiler import StageTimes
 from edge.method.refine.factory import make_refiner
 from edge.method.segment import Segmenter
 
-SIZE = 96          # tiny model input: seg is 12x12, cam (out_relu) 3x3
+from conftest import TINY_SIZE as SIZE   # tiny model input: seg is 12x12, cam 3x3
 
 
 def _rgb_scenes(n, size, seed):
     return np.stack([cv2.cvtColor(make_scene(size, size, seed + i)[0], cv2.COLOR_BGR2RGB)
                      for i in range(n)])
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """A random classifier exported twice: without (v1) and with (v2) a random seg head."""
-    pytest.importorskip("tensorflow")
-    import keras
-
-    from converter.export import ExportRequest, export
-    from converter.model import build_classifier
-    from converter.student import attach_head
-
-    keras.utils.set_random_seed(5)
-    folder = tmp_path_factory.mktemp("v2")
-    classifier = build_classifier(SIZE, 0.35, None, 0.0)
-    classifier.save(folder / "v1.keras")
-    attach_head(classifier).save(folder / "v2.keras")
-    paths = {}
-    for name in ("v1", "v2"):
-        paths[name] = folder / f"{name}.tflite"
-        export(ExportRequest(str(folder / f"{name}.keras"), str(paths[name]), "float32",
-                             "out_relu", SIZE, verify_images=0))
-    paths["keras_v2"] = folder / "v2.keras"
-    return paths
 
 
 @needs_tf

@@ -289,7 +289,7 @@ class Pipeline:
         return FrameRecord(index=frame.index, name=frame.name, captured_at=frame.captured_at,
                            output_at=time.time(), score=result.score, valid=result.valid,
                            corroded_fraction=result.corroded_fraction, path=result.path,
-                           grades=grades(100.0 * result.corroded_fraction),
+                           grades={**grades(result.rusted_percent), "over": result.grades_over},
                            area_by_state=result.area_by_state,
                            **mask_origin(frame.index, result),
                            ms=dict(times.ms), dropped=self._dropped(),

@@ -17,10 +17,19 @@ from __future__ import annotations
 import bisect
 import math
 
+import cv2
 import numpy as np
 
 GRADE_CAVEAT = ("rust grades are of the rusted share of the whole frame, which may hold more "
                 "than coated steel: an indication, not an ASTM D610 / ISO 4628-3 rating")
+SURFACE_GRADE_NOTE = ("rust grades are of the rusted share of the coated surface outlined in the "
+                      "config (grades.surface), for a fixed camera; the outline is the user's, "
+                      "and the mask is the model's")
+
+
+def grade_caveat(over: str) -> str:
+    """What a grade was read over, said where it is shown: 'surface' or 'frame'."""
+    return SURFACE_GRADE_NOTE if over == "surface" else GRADE_CAVEAT
 
 # (grade, upper bound of percent rusted, inclusive); above the last bound: grade 0.
 ASTM_D610_UPPER_PERCENT = ((10, 0.01), (9, 0.03), (8, 0.1), (7, 0.3), (6, 1.0), (5, 3.0),
@@ -60,6 +69,20 @@ def surface_share(mask: np.ndarray, surface: np.ndarray | None) -> float:
         return 100.0 * float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
     area = np.count_nonzero(surface)
     return 100.0 * float(np.count_nonzero(mask & surface)) / area if area else 0.0
+
+
+def surface_mask(points: tuple[tuple[float, float], ...], frame_hw: tuple[int, int]
+                 ) -> np.ndarray | None:
+    """bool [H, W] inside the polygon of `points` (fractions of the frame's width, height);
+    None for no points (the whole frame)."""
+    if not points:
+        return None
+    height, width = frame_hw
+    corners = np.array([[round(x * (width - 1)), round(y * (height - 1))] for x, y in points],
+                       np.int32)
+    mask = np.zeros(frame_hw, np.uint8)
+    cv2.fillPoly(mask, [corners], 1)
+    return mask.astype(bool)
 
 
 def _check_percent(percent: float) -> None:

@@ -20,6 +20,7 @@ from edge.method.profiler import StageTimes
 from edge.method.refine.base import Refiner
 from edge.method.refine.factory import gil_holding_paths, make_refiner
 from edge.method.refine.worker import RefineWorker
+from edge.method.grades import surface_mask, surface_share
 from edge.method.states import StateThresholds, area_by_state, states_in_mask
 from edge.method.tiles import tiled_prediction
 
@@ -39,10 +40,21 @@ class FrameResult:
     evidence_from: int | None = None   # frame whose evidence was carried into this one
     carry_reset: str | None = None     # why nothing was carried (None: carried, or no carrying)
     mask_from: int | None = None       # a carried mask: the frame it was refined on; None: fresh
+    surface: np.ndarray | None = None  # bool [H, W]: the coated steel (grades.surface); None: all
 
     @property
     def corroded_fraction(self) -> float:
         return float(np.count_nonzero(self.mask)) / self.mask.size if self.mask.size else 0.0
+
+    @property
+    def grades_over(self) -> str:
+        return "frame" if self.surface is None else "surface"
+
+    @property
+    def rusted_percent(self) -> float:
+        """Percent of the coated surface (or, without one, of the frame) the mask covers: the
+        share the rust grades are read from."""
+        return surface_share(self.mask, self.surface)
 
     @property
     def area_by_state(self) -> dict[str, float] | None:
@@ -59,8 +71,13 @@ class Segmenter:
 
     def __init__(self, model: CorrosionModel, refiner: Refiner,
                  gate: MaskGate | None = None, refine_worker=None, tile_grid: int = 0,
-                 carrier: EvidenceCarrier | None = None) -> None:
+                 carrier: EvidenceCarrier | None = None,
+                 surface: tuple[tuple[float, float], ...] = ()) -> None:
         self.model, self.refiner = model, refiner
+        # The coated steel's outline (grades.surface; () = the whole frame), and its mask for
+        # the last frame size seen: a fixed camera's frames all have one size.
+        self.surface = surface
+        self._surface_mask: tuple[tuple[int, int], np.ndarray | None] | None = None
         self.tile_grid = tile_grid    # stills only: crops per side for tiled inference, 0 = off
         self.gate = gate if gate is not None else MaskGate(model.threshold)
         card = getattr(model, "card", None)
@@ -116,7 +133,13 @@ class Segmenter:
             with times.stage("states"):
                 state = states_in_mask(prediction.state, mask, self.state_thresholds)
         return FrameResult(prediction.score, prediction.cam01, mask, path, prediction.valid,
-                           times, state, evidence_from, reset, mask_from)
+                           times, state, evidence_from, reset, mask_from,
+                           self._surface_at(mask.shape))
+
+    def _surface_at(self, frame_hw: tuple[int, int]) -> np.ndarray | None:
+        if self._surface_mask is None or self._surface_mask[0] != frame_hw:
+            self._surface_mask = (frame_hw, surface_mask(self.surface, frame_hw))
+        return self._surface_mask[1]
 
     def start_source(self, live: bool, consecutive: bool) -> None:
         """Before the first frame of a source: what its frames are (the refiner may act on it:
@@ -157,4 +180,4 @@ def build_segmenter(config: Config, allow_worker: bool = False) -> Segmenter:
                                          config.loop.target_fps, worker,
                                          config.carry if carrier is not None else None),
                      MaskGate.from_config(model.threshold, config.gate), worker,
-                     config.stills.tile_grid, carrier)
+                     config.stills.tile_grid, carrier, config.grades.surface_points)

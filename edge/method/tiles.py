@@ -37,28 +37,39 @@ def tiled_prediction(model: CorrosionModel, frame_bgr: np.ndarray, grid: int) ->
     if full.seg01 is None or grid < 1 or not full.valid:
         return full
     height, width = frame_bgr.shape[:2]
-    canvas_hw = (2 * full.seg01.shape[0], 2 * full.seg01.shape[1])
-    layers = {"seg": full.seg01[..., None]}
-    if full.state is not None:
-        layers["state"] = full.state
-    total = {name: _resized(value, canvas_hw) for name, value in layers.items()}
-    weight = np.ones((*canvas_hw, 1), np.float32)
-    for y0, x0, y1, x1 in crop_boxes(height, width, grid):
+    channels = [full.seg01[..., None]] + ([full.state] if full.state is not None else [])
+    crops = []
+    for box in crop_boxes(height, width, grid):
+        y0, x0, y1, x1 = box
         crop = model.predict(frame_bgr[y0:y1, x0:x1])
-        if not crop.valid:
-            continue                      # a crop the model failed on adds nothing
+        if crop.valid:                    # a crop the model failed on adds nothing
+            crops.append((box, np.concatenate(
+                [crop.seg01[..., None]] + ([crop.state] if full.state is not None else []),
+                axis=-1)))
+    fused = fuse_crops(np.concatenate(channels, axis=-1), crops, (height, width))
+    return Prediction(full.score, full.cam01, valid=True, seg01=fused[..., 0],
+                      state=fused[..., 1:] if full.state is not None else None)
+
+
+def fuse_crops(full: np.ndarray, crops: list[tuple[tuple[int, int, int, int], np.ndarray]],
+               frame_hw: tuple[int, int]) -> np.ndarray:
+    """The full frame's maps [h, w, c] and each crop's maps, pasted back in place on a canvas
+    twice as fine and averaged: float32 [2h, 2w, c]. Crops are (box in frame px, maps).
+
+    One fusion for the device's stills and the states teacher (converter/state_teacher.py),
+    so the teacher's views are fused exactly as the device fuses them."""
+    height, width = frame_hw
+    canvas_hw = (2 * full.shape[0], 2 * full.shape[1])
+    total = _resized(full, canvas_hw)
+    weight = np.ones((*canvas_hw, 1), np.float32)
+    for (y0, x0, y1, x1), maps in crops:
         # The crop's box on the canvas, rounded outward so neighbouring boxes meet.
         top, left = y0 * canvas_hw[0] // height, x0 * canvas_hw[1] // width
         bottom = -(-y1 * canvas_hw[0] // height)
         right = -(-x1 * canvas_hw[1] // width)
-        box_hw = (bottom - top, right - left)
-        total["seg"][top:bottom, left:right] += _resized(crop.seg01[..., None], box_hw)
-        if "state" in total:
-            total["state"][top:bottom, left:right] += _resized(crop.state, box_hw)
+        total[top:bottom, left:right] += _resized(maps, (bottom - top, right - left))
         weight[top:bottom, left:right] += 1.0
-    fused = {name: value / weight for name, value in total.items()}
-    return Prediction(full.score, full.cam01, valid=True, seg01=fused["seg"][..., 0],
-                      state=fused.get("state"))
+    return total / weight
 
 
 def _resized(maps: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

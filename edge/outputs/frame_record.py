@@ -31,9 +31,10 @@ class FrameRecord:
     valid: bool = True                           # False: the model gave NaN/Inf (score 0)
     corroded_fraction: float = _digits(5, default=0.0)  # share of the frame in the mask
     path: str = "none"                           # refine path: none|light|full|skipped
-    # Rust grades of the corroded share of the frame (edge/method/grades.py `grades`: an
-    # indication, see GRADE_CAVEAT) and the share of the frame in each condition state (v3
-    # models; None otherwise).
+    # Rust grades (edge/method/grades.py `grades`) of the rusted share of the coated surface the
+    # config outlines, or of the whole frame ("over": "surface" or "frame", whose caveat
+    # `grade_caveat` says), and the share of the frame in each condition state (v3 models;
+    # None otherwise).
     grades: dict | None = None
     area_by_state: dict | None = _digits(5, default=None)
     # Where the mask came from (edge/live/pipeline.py `mask_origin`): "fresh" (refined on this

@@ -33,7 +33,7 @@ import numpy as np
 from edge.errors import DataError, MissingDependencyError
 from edge.method.paths import PATH_MEANINGS
 from edge.method.profiler import summarize
-from edge.method.grades import GRADE_CAVEAT
+from edge.method.grades import grade_caveat
 from edge.method.states import STATE_LABELS, STATE_NAMES
 from edge.pages import render
 from edge.record.lock import lock_holder
@@ -50,9 +50,9 @@ _log = logging.getLogger(__name__)
 _PATHS_EXPLAINED = "; ".join(f"{path}: {meaning}" for path, meaning in PATH_MEANINGS.items())
 
 _CSV_COLUMNS = ("index", "name", "time_s", "score", "corroded_fraction", "path",
-                "astm_d610", "iso_4628_3", "worst_state", "fair_fraction", "poor_fraction",
-                "severe_fraction", "lat", "lon", "alt", "gimbal_pitch", "gimbal_yaw",
-                "gimbal_roll", "raw", "overlay", "mask", "source_file")
+                "astm_d610", "iso_4628_3", "graded_over", "worst_state", "fair_fraction",
+                "poor_fraction", "severe_fraction", "lat", "lon", "alt", "gimbal_pitch",
+                "gimbal_yaw", "gimbal_roll", "raw", "overlay", "mask", "source_file")
 _PLOT_DPI = 110
 
 
@@ -290,13 +290,21 @@ def _csv(findings: list[dict], start: float) -> str:
 
 
 def condition_columns(finding: dict) -> dict:
-    """A finding's rust grades (of the whole frame's corroded share: an indication, see
-    GRADE_CAVEAT) and, for v3 models, its worst state and the share of the frame per state."""
+    """A finding's rust grades (of the rusted share of the frame, an indication, or of the
+    surface the config outlines: grades.over) and, for v3 models, its worst state and the
+    share of the frame per state."""
     grade = finding.get("grades") if isinstance(finding.get("grades"), dict) else {}
     area = finding.get("area_by_state") if isinstance(finding.get("area_by_state"), dict) else {}
     return {"astm_d610": grade.get("astm_d610"), "iso_4628_3": grade.get("iso_4628_3"),
-            "worst_state": finding.get("worst_state"),
+            "graded_over": grade.get("over"), "worst_state": finding.get("worst_state"),
             **{f"{name}_fraction": area.get(name) for name in STATE_NAMES}}
+
+
+def grades_over(frames: list[FrameRecord]) -> str:
+    """'surface' when every graded frame of the record was graded over the configured surface,
+    else 'frame' (the caveat that covers the weakest grade in the record)."""
+    overs = {f.grades.get("over", "frame") for f in frames if isinstance(f.grades, dict)}
+    return "surface" if overs == {"surface"} else "frame"
 
 
 def _condition_text(finding: dict) -> str:
@@ -373,7 +381,7 @@ def _html(layout: RecordLayout, run: dict, summary: dict, frames: list[FrameReco
                   finding_rule=json.dumps(run.get("finding_rule")), cards=cards,
                   paths_explained=_PATHS_EXPLAINED, paths=paths, stages=stages,
                   record=str(layout.root), states=flight_states(frames),
-                  grade_caveat=GRADE_CAVEAT)
+                  grade_caveat=grade_caveat(grades_over(frames)))
 
 
 def _where(position: dict | None) -> str:
