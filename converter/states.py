@@ -39,7 +39,7 @@ from converter.model import LOGIT_LAYER
 from converter.teacher import IGNORE
 from converter.student import (FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, FeatureBatches,
                                frozen_features, head_logits)
-from edge.config import CrfSettings
+from edge.config import CrfSettings, RefineConfig
 from edge.data.imageio import read_state_mask
 from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
@@ -315,6 +315,8 @@ class StatesRequest:
     input_size: int = 320   # the export size, so `state` learns its stride-8 grid there
     crf: CrfSettings | None = None   # the states teacher's CRF (config teacher.crf); None: no
                                      # teacher round, tags only
+    refine: RefineConfig | None = None   # the device's refine settings: thresholds are chosen
+                                         # in light-path masks (None: seg >= 0.5)
 
 
 def teacher_targets(combined: keras.Model, fit_pairs, measured: dict, settings: StateTraining,
@@ -344,15 +346,31 @@ def prepare(pairs, model: keras.Model, side: int, crops: int):
     return images, states, frozen_features(model, images, side)
 
 
+def device_masks(seg: np.ndarray, images_rgb: np.ndarray, refine: RefineConfig | None
+                 ) -> np.ndarray:
+    """bool [N, S, S]: where the device would mark corrosion on these images, so thresholds
+    are chosen on the masks states will be drawn in. With `refine`, the light path (the
+    device's default) on each image's seg; without, seg >= 0.5."""
+    side = images_rgb.shape[1]
+    if refine is None:
+        return upsample(seg, side) >= 0.5
+    from edge.method.refine.light import LightRefiner
+
+    refiner = LightRefiner(refine)
+    return np.stack([refiner.refine(s, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)).mask
+                     for s, image in zip(seg, images_rgb)])
+
+
 def fit_and_measure(model: keras.Model, fit, check, settings: StateTraining, side: int,
-                    log=sys.stdout, dense: np.ndarray | None = None
-                    ) -> tuple[keras.Model, dict]:
+                    log=sys.stdout, dense: np.ndarray | None = None,
+                    refine: RefineConfig | None = None) -> tuple[keras.Model, dict]:
     """Train the head on `fit` = (images, states, maps) (and the teacher's `dense` targets),
-    set thresholds on `check`, and measure there. Returns (model with states, measurements)."""
+    set thresholds on `check` with the device's masks (`refine`: light path), and measure
+    there. Returns (model with states, measurements)."""
     head = train_state_head(fit[2], fit[1], settings, log, dense)
     combined = attach_states(model, head)
     seg, cumulative = predict_maps(combined, check[0])
-    corroded = upsample(seg, side) >= 0.5
+    corroded = device_masks(seg, check[0], refine)
     cumulative = upsample(cumulative, side)
     thresholds, mean_iou = choose_thresholds(cumulative, corroded, check[1])
     levels = levels_in_mask(cumulative[..., 1:3], corroded, StateThresholds(*thresholds))
@@ -391,13 +409,14 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
     rounds = {}
     with open(out.with_suffix(".states.log"), "w") as log:
         print(json.dumps({"round": "tags"}), file=log, flush=True)
-        combined, measured = fit_and_measure(model, fit, check, settings, side, log)
+        combined, measured = fit_and_measure(model, fit, check, settings, side, log,
+                                             refine=request.refine)
         rounds["tags"] = measured
         if settings.teacher and request.crf is not None:
             dense = teacher_targets(combined, fit_pairs, measured, settings, request, log)
             print(json.dumps({"round": "teacher"}), file=log, flush=True)
             student, student_measured = fit_and_measure(model, fit, check, settings, side,
-                                                        log, dense)
+                                                        log, dense, request.refine)
             rounds["teacher"] = student_measured
             # The round that shipped is chosen on the check photos (never the holdout split).
             if student_measured["mean_state_iou"] > measured["mean_state_iou"]:
@@ -417,7 +436,9 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
         "n_fit_photos": len(fit_pairs), "n_check_photos": len(check_pairs),
         "thresholds": {"poor": measured["thresholds"][0], "severe": measured["thresholds"][1]},
         "thresholds_from": "best mean per-state IoU on the check part of the tune photos "
-                           "(never the holdout split)",
+                           "(never the holdout split), inside "
+                           + ("the light path's masks" if request.refine is not None
+                              else "seg >= 0.5"),
         "check_measurements": measured, "training": as_dict(settings),
         "rounds": rounds,
         "chosen_round": next(name for name, m in rounds.items() if m is measured)}

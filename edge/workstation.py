@@ -27,7 +27,8 @@ def states(model, photos_from, out, config: Config) -> dict:
     """Tile tags of condition states -> a state head in a v2 model (contract v3)."""
     from converter.states import StatesRequest, train_states
     return train_states(StatesRequest(model, photos_from, out, config.data.holdout_fraction,
-                                      config.student.input_size, config.teacher.crf))
+                                      config.student.input_size, config.teacher.crf,
+                                      config.refine))
 
 
 def export(model, out, rep_data, config: Config) -> dict | None:
