@@ -10,7 +10,9 @@ decides whether splitting long videos into frame ranges pays here.
     python benchmarks/batch_scaling.py --clips 2 --frames 30 --width 320 --height 240 --out /tmp/b
 
 The machine's load average is written beside the figures: on a shared machine the ratios are
-disturbed and must be re-run on a quiet one.
+disturbed and must be re-run on a quiet one. So is how many cores were busy during each batch
+(psutil, machine-wide): a ratio of 2 workers over 1 cannot beat cores / (cores one worker
+keeps busy), since one worker already runs its stages on threads of their own.
 """
 
 from __future__ import annotations
@@ -44,12 +46,16 @@ def _engines() -> list[str]:
 
 
 def measure(engine: str, workers: int, inputs: list[str], scratch: Path) -> dict:
+    import psutil
+
     out = scratch / f"{engine}-{workers}"
     load_before = os.getloadavg()[0]
+    psutil.cpu_percent()                      # starts the interval the next call reads
     started = time.perf_counter()
     result = run_batch(load_config(), BatchRequest(tuple(inputs), str(out), engine,
                                                    workers=workers, show_progress=False))
     wall_s = time.perf_counter() - started
+    cores_busy = psutil.cpu_percent() / 100 * (os.cpu_count() or 1)
     if not result.all_done:
         raise SystemExit(f"batch {engine} x{workers} did not finish: {result.format()}")
     frames = sum(o["frames"] for o in result.outcomes)
@@ -60,6 +66,7 @@ def measure(engine: str, workers: int, inputs: list[str], scratch: Path) -> dict
     return {"engine": engine, "workers": workers, "frames": frames, "wall_s": round(wall_s, 2),
             "frames_per_s": round(frames / wall_s, 1),
             "per_input_fixed_s_median": round(sorted(fixed)[len(fixed) // 2], 2),
+            "cores_busy": round(cores_busy, 2),
             "load_avg_1min_before": round(load_before, 2),
             "load_avg_1min_after": round(os.getloadavg()[0], 2)}
 
@@ -101,18 +108,24 @@ def main() -> None:
               "per_core_frames_per_s": round(best_two / cores, 1)}
     lines = [f"# batch scaling ({args.clips} clips x {args.frames} frames, "
              f"{args.width}x{args.height}; {machine()['cpu']}, {cores} cores)", "",
-             "| engine | workers | frames | wall s | frames/s | fixed s per input "
+             "| engine | workers | frames | wall s | frames/s | fixed s per input | cores busy "
              "| load before/after |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['engine']} | {r['workers']} | - | - | - | - | {r['error']} |")
+            lines.append(f"| {r['engine']} | {r['workers']} | - | - | - | - | - | {r['error']} |")
             continue
         lines.append(f"| {r['engine']} | {r['workers']} | {r['frames']} | {r['wall_s']} | "
                      f"{r['frames_per_s']} | {r['per_input_fixed_s_median']} | "
+                     f"{r['cores_busy']} | "
                      f"{r['load_avg_1min_before']} / {r['load_avg_1min_after']} |")
+    ceilings = {r["engine"]: round(cores / r["cores_busy"], 2) for r in measured
+                if r["workers"] == 1 and r["cores_busy"] > 0}
+    report["ratio_ceiling"] = ceilings
     lines += ["", "ratio 2 workers / 1 worker (target >= 1.7): " + ", ".join(
         f"{e} {v}x" for e, v in ratios.items()),
+        "ceiling of that ratio, cores / cores one worker keeps busy: " + ", ".join(
+            f"{e} {v}x" for e, v in ceilings.items()),
         f"per-core rate: {report['per_core_frames_per_s']} frames/s"]
     write_report(args.out, report, lines)
 

@@ -18,6 +18,11 @@ head where each state lies by multiple-instance learning:
   tile tagged below Fair asks that none be. Small tiles pin the states down; the whole photo
   keeps the rare Severe from being drowned.
 
+- **Teacher and student** (round two, converter/state_teacher.py), as for `seg` in v2: round
+  one's head, fused over many views and settled by a dense CRF on the photo's colours, gives
+  pixel labels bounded by the tags; a fresh head learns from them and the tags together. The
+  round whose check-photo IoU is higher ships; the card records both.
+
 The backbone and the `seg` head stay frozen: the classifier's score and the binary mask are
 unchanged, and only the state head learns (on pre-computed features, fast on a CPU).
 """
@@ -432,7 +437,11 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
                        f"{side} px input; the masks' pixels were never a training target",
         "head": "LR-ASPP-style state head on the frozen backbone features, three chained "
                 "sigmoids P(>= Fair) >= P(>= Poor) >= P(>= Severe), top-k multiple-instance "
-                "pooling per tile",
+                "pooling per tile"
+                + ("; round two (the teacher): a fresh head trained on the states teacher's "
+                   "pixel labels (multi-view maps of round one, calibrated at its thresholds, "
+                   "a 4-label dense CRF, bounded by the tile tags) together with the tags"
+                   if "teacher" in rounds else ""),
         "n_fit_photos": len(fit_pairs), "n_check_photos": len(check_pairs),
         "thresholds": {"poor": measured["thresholds"][0], "severe": measured["thresholds"][1]},
         "thresholds_from": "best mean per-state IoU on the check part of the tune photos "
