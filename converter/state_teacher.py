@@ -123,7 +123,7 @@ def pseudo_states(image_bgr: np.ndarray, fused: np.ndarray, ceiling: np.ndarray,
 
 def teach(model: keras.Model, pairs, side: int, thresholds: StateThresholds,
           tile_fractions: tuple[float, ...], min_share: float, settings: TeacherSettings,
-          crf: CrfSettings, progress=None) -> list[np.ndarray]:
+          crf: CrfSettings) -> list[np.ndarray]:
     """Pseudo state labels [label_px, label_px] (photo squashed) for each (image, mask) pair;
     the mask is read for its tile tags only."""
     from converter.states import STATE_LAYER
@@ -140,8 +140,6 @@ def teach(model: keras.Model, pairs, side: int, thresholds: StateThresholds,
         labels.append(pseudo_states(image_bgr, fused,
                                     tag_ceiling(states, tile_fractions, min_share),
                                     thresholds, settings, crf))
-        if progress is not None:
-            progress.update()
     return labels
 
 

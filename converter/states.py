@@ -45,7 +45,7 @@ from converter.teacher import IGNORE
 from converter.student import (FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, FeatureBatches,
                                frozen_features, head_logits)
 from edge.config import CrfSettings, RefineConfig
-from edge.data.imageio import read_state_mask
+from edge.data.imageio import read_image_bgr, read_state_mask
 from edge.method.states import STATE_NAMES, StateThresholds, levels_in_mask, worst_state
 
 STATE_LAYER = "state"
@@ -220,7 +220,8 @@ def photos_and_states(pairs, side: int, crops: int) -> tuple[np.ndarray, np.ndar
     `crops` half-size crops of each photo resized to full size (close-range views)."""
     images, states = [], []
     for pair in pairs:
-        image = cv2.cvtColor(cv2.imread(str(pair.image), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        # The project's reader, as the states teacher reads them, so views and labels align.
+        image = cv2.cvtColor(read_image_bgr(pair.image), cv2.COLOR_BGR2RGB)
         images += views_of(image, crops, side, cv2.INTER_AREA)
         states += views_of(read_state_mask(pair.mask), crops, side, cv2.INTER_NEAREST)
     return np.stack(images), np.stack(states)
@@ -346,6 +347,13 @@ def teacher_targets(combined: keras.Model, fit_pairs, measured: dict, settings: 
     return dense_targets(views, grid_cells)
 
 
+def teacher_card(request: StatesRequest) -> dict:
+    """The states teacher's settings and CRF, as the card records them."""
+    from converter.state_teacher import TeacherSettings
+
+    return {**asdict(TeacherSettings()), "crf": asdict(request.crf)}
+
+
 def prepare(pairs, model: keras.Model, side: int, crops: int):
     images, states = photos_and_states(pairs, side, crops)
     return images, states, frozen_features(model, images, side)
@@ -441,7 +449,7 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
                 + ("; round two (the teacher): a fresh head trained on the states teacher's "
                    "pixel labels (multi-view maps of round one, calibrated at its thresholds, "
                    "a 4-label dense CRF, bounded by the tile tags) together with the tags"
-                   if "teacher" in rounds else ""),
+                   if rounds.get("teacher") is measured else ""),
         "n_fit_photos": len(fit_pairs), "n_check_photos": len(check_pairs),
         "thresholds": {"poor": measured["thresholds"][0], "severe": measured["thresholds"][1]},
         "thresholds_from": "best mean per-state IoU on the check part of the tune photos "
@@ -450,6 +458,7 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
                               else "seg >= 0.5"),
         "check_measurements": measured, "training": as_dict(settings),
         "rounds": rounds,
+        **({"teacher": teacher_card(request)} if "teacher" in rounds else {}),
         "chosen_round": next(name for name, m in rounds.items() if m is measured)}
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

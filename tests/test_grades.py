@@ -1,5 +1,6 @@
 """Rust grades: every bin edge of ASTM D610 and ISO 4628-3, on both sides."""
 
+import csv
 import html
 import math
 
@@ -122,3 +123,5 @@ def test_frames_are_graded_over_the_configured_surface(tmp_path):
     assert {f.grades["over"] for f in layout.read_frames()} == {"surface"}
     write_report(layout.root)
     assert SURFACE_GRADE_NOTE in html.unescape(layout.report_html.read_text())
+    rows = list(csv.DictReader(layout.findings_csv.open()))
+    assert rows and {row["graded_over"] for row in rows} == {"surface"}

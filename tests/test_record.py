@@ -393,6 +393,7 @@ def test_a_v2_record_gives_report_csv_and_geojson_with_grades_and_no_states(tmp_
     assert len(rows) == len(findings)
     for row in rows:
         assert row["astm_d610"] and row["iso_4628_3"].startswith("Ri ")
+        assert row["graded_over"] == "frame"
         assert row["worst_state"] == row["fair_fraction"] == row["severe_fraction"] == ""
     features = json.loads(layout.findings_geojson.read_text())["features"]
     assert features and all(feature["properties"]["worst_state"] is None

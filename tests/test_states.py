@@ -264,3 +264,27 @@ def test_dense_targets_are_shares_of_known_pixels_at_or_above_each_state():
     assert targets[0, 0, 1, 3] == 0           # an unknown cell weighs nothing
     np.testing.assert_allclose(targets[0, 1, 0], [1, 1, 1, 1])
     np.testing.assert_allclose(targets[0, 1, 1], [0, 0, 0, 1])
+
+
+@needs_tf
+def test_the_dense_loss_counts_only_cells_the_teacher_was_sure_of():
+    """Round two's loss: the tags' part is unchanged, and the teacher's per-cell part adds
+    weighted BCE on the channels after the tags, where a cell of weight 0 adds nothing."""
+    import tensorflow as tf
+
+    from converter.states import StateTraining, tile_mil_loss
+
+    settings = StateTraining(tile_cells=(4, 2), dense_weight=2.0)
+    probability = tf.fill([1, 4, 4, 3], 0.5)
+    tags = np.zeros((1, 4, 4, 6), np.float32)            # 2 tile sizes x 3 states, all clean
+    tags_only = float(tile_mil_loss(settings)(tf.constant(tags), probability))
+    unsure = np.concatenate([tags, np.ones((1, 4, 4, 3), np.float32),
+                             np.zeros((1, 4, 4, 1), np.float32)], axis=-1)
+    assert float(tile_mil_loss(settings, dense=True)(tf.constant(unsure), probability)) == \
+        pytest.approx(tags_only)
+    sure = unsure.copy()
+    sure[..., -1] = 1.0                                  # every cell sure, every state present
+    with_teacher = float(tile_mil_loss(settings, dense=True)(tf.constant(sure), probability))
+    # BCE of 0.5 against 1 is log 2, weighted per state (1, 1.5, 3) and averaged over states
+    expected = tags_only + 2.0 * np.log(2) * np.mean(settings.positive_weight)
+    assert with_teacher == pytest.approx(expected, rel=1e-5)

@@ -296,7 +296,8 @@ def condition_columns(finding: dict) -> dict:
     grade = finding.get("grades") if isinstance(finding.get("grades"), dict) else {}
     area = finding.get("area_by_state") if isinstance(finding.get("area_by_state"), dict) else {}
     return {"astm_d610": grade.get("astm_d610"), "iso_4628_3": grade.get("iso_4628_3"),
-            "graded_over": grade.get("over"), "worst_state": finding.get("worst_state"),
+            # records from before grades.surface were all graded over the frame
+            "graded_over": grade.get("over", "frame") if grade else None, "worst_state": finding.get("worst_state"),
             **{f"{name}_fraction": area.get(name) for name in STATE_NAMES}}
 
 
