@@ -50,3 +50,20 @@ def test_each_state_is_filled_with_its_own_colour_and_the_hud_has_a_legend():
     assert any("Severe (CS4) 8.0%" in line for line in lines)
     with_hud = draw_overlay(frame, state > 0, settings, hud=hud, state=state)
     assert not np.array_equal(with_hud[:60, :60], out[:60, :60])  # the panel was drawn
+
+
+def test_the_configured_surface_is_outlined_and_nothing_else_changes():
+    from edge.method.grades import surface_mask
+
+    settings = load_config(overrides={"overlay.hud": False}).overlay
+    frame = np.full((120, 160, 3), 60, np.uint8)
+    mask = np.zeros((120, 160), bool)
+    surface = surface_mask(((0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)), (120, 160))
+    plain = draw_overlay(frame, mask, settings)
+    outlined = draw_overlay(frame, mask, settings, surface=surface)
+    changed = np.any(outlined != plain, axis=-1)
+    ys, xs = np.nonzero(changed)
+    # Only the rectangle's edge (x 40..119, y 30..89, give or take the line's width) is drawn.
+    assert changed.any() and xs.min() >= 38 and xs.max() <= 121 and ys.min() >= 28
+    assert ys.max() <= 91 and not changed[45:75, 55:105].any()
+    assert (outlined[30, 80] > 200).all()                    # white on the top edge

@@ -19,18 +19,22 @@ _HUD_FONT_SCALE = 0.5
 _HUD_LINE_PX = 18
 _HUD_BACKGROUND_ALPHA = 0.55
 _HEATMAP_ALPHA = 0.35
+_SURFACE_BGR = (255, 255, 255)   # the grades.surface outline: white, apart from every state colour
 _HUD_STAGES = ("capture", "preprocess", "invoke", "refine", "draw")
 
 
 def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfig,
                  cam01: np.ndarray | None = None, hud: FrameRecord | None = None,
-                 state: np.ndarray | None = None) -> np.ndarray:
+                 state: np.ndarray | None = None,
+                 surface: np.ndarray | None = None) -> np.ndarray:
     """A new uint8 BGR image: the frame with the corrosion mask (bool [H, W]) drawn over it,
     and the HUD of the frame's record when settings.hud.
 
     `cam01` (float32 [h, w], any resolution) is blended under the mask when settings.heatmap.
     With `state` (uint8 [H, W], 1 Fair, 2 Poor, 3 Severe; a v3 model), each state gets its
     own colour from settings.state_colours_bgr, fill and outline, and the HUD a legend.
+    With `surface` (bool [H, W], the coated steel of grades.surface), its outline is drawn
+    thin in white, so the inspector sees what the grades are read over.
     """
     out = frame_bgr.copy()
     scale = max(frame_bgr.shape[1] / _REFERENCE_WIDTH_PX, 0.25)
@@ -44,6 +48,11 @@ def draw_overlay(frame_bgr: np.ndarray, mask: np.ndarray, settings: OverlayConfi
     else:
         for level, colour in enumerate(settings.state_colours_bgr, start=1):
             _draw_region(out, state == level, colour, settings, scale)
+    if surface is not None:
+        contours, _ = cv2.findContours(np.ascontiguousarray(surface).view(np.uint8),
+                                       cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, _SURFACE_BGR, max(1, int(round(scale))),
+                         cv2.LINE_AA)
     if settings.hud and hud is not None:
         _draw_hud(out, hud, scale, settings.state_colours_bgr)
     return out

@@ -223,7 +223,7 @@ class Pipeline:
         record = self._record(item)  # before drawing: the HUD shows it
         with times.stage("draw"):
             overlay = draw_overlay(frame.image, result.mask, self.options.overlay,
-                                   result.cam01, record, result.state)
+                                   result.cam01, record, result.state, result.surface)
         record = dataclasses.replace(record, ms=dict(times.ms), output_at=time.time())
         with times.stage("output"):
             self._write_all(OutputFrame(frame.index, frame.name, overlay, result.mask,
