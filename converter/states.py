@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from converter.model import LOGIT_LAYER
+from converter.state_teacher import TeacherSettings
 from converter.teacher import IGNORE
 from converter.student import (FEATURE_LAYERS, SEG_LAYER, SEG_STRIDE, FeatureBatches,
                                frozen_features, head_logits)
@@ -326,13 +327,12 @@ class StatesRequest:
 
 
 def teacher_targets(combined: keras.Model, fit_pairs, measured: dict, settings: StateTraining,
-                    request: StatesRequest, log) -> np.ndarray:
+                    request: StatesRequest, teacher: TeacherSettings, log) -> np.ndarray:
     """Round two's per-cell targets for every fit sample (the photos and their crops, in the
     order of photos_and_states): the states teacher's pixel labels, made with round one's
     head and thresholds (converter/state_teacher.py)."""
-    from converter.state_teacher import TeacherSettings, dense_targets, teach
+    from converter.state_teacher import dense_targets, teach
 
-    teacher = TeacherSettings()
     grid_cells = request.input_size // SEG_STRIDE
     labels = teach(combined, fit_pairs, request.input_size,
                    StateThresholds(*measured["thresholds"]),
@@ -345,13 +345,6 @@ def teacher_targets(combined: keras.Model, fit_pairs, measured: dict, settings: 
                       "label_shares": [round(float(np.mean(views[known] == level)), 4)
                                        for level in range(4)]}), file=log, flush=True)
     return dense_targets(views, grid_cells)
-
-
-def teacher_card(request: StatesRequest) -> dict:
-    """The states teacher's settings and CRF, as the card records them."""
-    from converter.state_teacher import TeacherSettings
-
-    return {**asdict(TeacherSettings()), "crf": asdict(request.crf)}
 
 
 def prepare(pairs, model: keras.Model, side: int, crops: int):
@@ -420,13 +413,15 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
     out = out.with_suffix("") if out.suffix == ".keras" else out
     out.parent.mkdir(parents=True, exist_ok=True)
     rounds = {}
+    teacher = TeacherSettings()     # the one set the teacher runs with and the card records
     with open(out.with_suffix(".states.log"), "w") as log:
         print(json.dumps({"round": "tags"}), file=log, flush=True)
         combined, measured = fit_and_measure(model, fit, check, settings, side, log,
                                              refine=request.refine)
         rounds["tags"] = measured
         if settings.teacher and request.crf is not None:
-            dense = teacher_targets(combined, fit_pairs, measured, settings, request, log)
+            dense = teacher_targets(combined, fit_pairs, measured, settings, request, teacher,
+                                    log)
             print(json.dumps({"round": "teacher"}), file=log, flush=True)
             student, student_measured = fit_and_measure(model, fit, check, settings, side,
                                                         log, dense, request.refine)
@@ -458,7 +453,8 @@ def train_states(request: StatesRequest, settings: StateTraining = StateTraining
                               else "seg >= 0.5"),
         "check_measurements": measured, "training": as_dict(settings),
         "rounds": rounds,
-        **({"teacher": teacher_card(request)} if "teacher" in rounds else {}),
+        **({"teacher": {**asdict(teacher), "crf": asdict(request.crf)}}
+           if "teacher" in rounds else {}),
         "chosen_round": next(name for name, m in rounds.items() if m is measured)}
     out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

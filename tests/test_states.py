@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DEFAULT_MODEL, needs_tf, shared_data
+from conftest import needs_tf, shared_data
 from edge.data.synthetic import make_state_scene
 from edge.method.model import CorrosionModel
 from edge.method.states import (StateThresholds, area_by_state, levels_in_mask, states_in_mask,

@@ -111,15 +111,10 @@ def check_received(decoded: list[np.ndarray], sent: list[np.ndarray], least: int
     assert worst > _MIN_PSNR_DB, f"PSNR {worst:.1f} dB"
 
 
-def test_rtp_stream_is_received_through_its_sdp_and_matches_the_overlay(tmp_path):
-    port = free_udp_port()
-    settings = stream_settings(tmp_path)
-    sink = open_output(f"rtp://127.0.0.1:{port}", _FPS, stream_settings=settings)
-    sink.start()
-    sdp = Path(settings.sdp_file).read_text()
-    assert f"m=video {port} RTP/AVP 96" in sdp and "a=rtpmap:96 H264/90000" in sdp
-    sent = counted_frames(60)
-    receiver = rtp_receiver(Path(settings.sdp_file), frames=50)
+def stream_to(sink, receiver: Receiver, sent: list[np.ndarray]) -> None:
+    """Start the receiver, send every frame through the started sink and close it; then the
+    receiver must have decoded all the frames it waits for, in order, with their counters and
+    pictures intact."""
     receiver.start()
     time.sleep(0.5)             # let it bind before the first packet
     try:
@@ -128,8 +123,19 @@ def test_rtp_stream_is_received_through_its_sdp_and_matches_the_overlay(tmp_path
         sink.close()
     receiver.join(15)
     assert receiver.error is None, receiver.error
+    check_received(receiver.decoded, sent, least=receiver.frames)
+
+
+def test_rtp_stream_is_received_through_its_sdp_and_matches_the_overlay(tmp_path):
+    port = free_udp_port()
+    settings = stream_settings(tmp_path)
+    sink = open_output(f"rtp://127.0.0.1:{port}", _FPS, stream_settings=settings)
+    sink.start()
+    sdp = Path(settings.sdp_file).read_text()
+    assert f"m=video {port} RTP/AVP 96" in sdp and "a=rtpmap:96 H264/90000" in sdp
+    sent = counted_frames(60)
+    stream_to(sink, rtp_receiver(Path(settings.sdp_file), frames=50), sent)
     assert sink.sent == 60
-    check_received(receiver.decoded, sent, least=50)
 
 
 def test_mpegts_stream_is_received_and_matches_the_overlay(tmp_path):
@@ -137,17 +143,7 @@ def test_mpegts_stream_is_received_and_matches_the_overlay(tmp_path):
     sink = open_output(f"udp://127.0.0.1:{port}", _FPS, stream_settings=stream_settings(tmp_path))
     sink.start()
     assert not (tmp_path / "out.sdp").exists()   # MPEG-TS describes itself
-    sent = counted_frames(60)
-    receiver = ts_receiver(port, frames=50)
-    receiver.start()
-    time.sleep(0.5)
-    try:
-        send(sink, sent)
-    finally:
-        sink.close()
-    receiver.join(15)
-    assert receiver.error is None, receiver.error
-    check_received(receiver.decoded, sent, least=50)
+    stream_to(sink, ts_receiver(port, frames=50), counted_frames(60))
 
 
 def test_a_late_receiver_gets_a_picture_within_one_gop(tmp_path):

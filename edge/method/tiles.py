@@ -37,18 +37,22 @@ def tiled_prediction(model: CorrosionModel, frame_bgr: np.ndarray, grid: int) ->
     if full.seg01 is None or grid < 1 or not full.valid:
         return full
     height, width = frame_bgr.shape[:2]
-    channels = [full.seg01[..., None]] + ([full.state] if full.state is not None else [])
+    has_state = full.state is not None
+
+    def maps(prediction: Prediction) -> np.ndarray:
+        """seg and, for v3 models, the state channels stacked: [h, w, 1 or 4]."""
+        return np.concatenate([prediction.seg01[..., None]]
+                              + ([prediction.state] if has_state else []), axis=-1)
+
     crops = []
     for box in crop_boxes(height, width, grid):
         y0, x0, y1, x1 = box
         crop = model.predict(frame_bgr[y0:y1, x0:x1])
         if crop.valid:                    # a crop the model failed on adds nothing
-            crops.append((box, np.concatenate(
-                [crop.seg01[..., None]] + ([crop.state] if full.state is not None else []),
-                axis=-1)))
-    fused = fuse_crops(np.concatenate(channels, axis=-1), crops, (height, width))
+            crops.append((box, maps(crop)))
+    fused = fuse_crops(maps(full), crops, (height, width))
     return Prediction(full.score, full.cam01, valid=True, seg01=fused[..., 0],
-                      state=fused[..., 1:] if full.state is not None else None)
+                      state=fused[..., 1:] if has_state else None)
 
 
 def fuse_crops(full: np.ndarray, crops: list[tuple[tuple[int, int, int, int], np.ndarray]],
